@@ -16,6 +16,7 @@ from typing import Any
 
 from hardware.errors import HardwareError
 from hardware.reader import CardReader, CardTap
+from hardware.uid import normalise_uid
 
 
 class SimReader(CardReader):
@@ -39,8 +40,16 @@ class SimReader(CardReader):
         self._thread = None
         self._set_connected(False)
 
-    def inject(self, uid: bytes | str, technology: str = "iso14443a") -> CardTap:
-        """Deliver a tap as if a card had been presented."""
+    def inject(self, uid: bytes | str, technology: str = "iso14443a") -> Any:
+        """Deliver a tap as if a card had been presented.
+
+        The tap is delivered on the caller's thread; returns what the
+        ``when_tapped`` callback returned (the edge's ``TapResult``), or the
+        :class:`CardTap` when there is no callback.
+        """
         if self.closed:
             raise HardwareError(f"reader {self.name} is not open")
-        return self._emit(uid, technology)
+        tap = CardTap(uid=normalise_uid(uid), reader=self.name, technology=technology)
+        self._taps.put(tap)
+        callback = self.when_tapped
+        return callback(tap) if callback is not None else tap

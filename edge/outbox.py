@@ -1,0 +1,437 @@
+"""The edge's tap database: the outbox of taps waiting for the server, the
+roster cache, and a little metadata, all in one SQLite file.
+
+Durability rules (see ``docs/DESIGN.md``):
+
+* WAL journal, ``synchronous=FULL`` on every connection: a committed tap
+  survives a crash *and* a power cut.
+* One tap is one ``BEGIN IMMEDIATE … COMMIT``; the feedback only says
+  "accepted" after the commit returned.
+* ``seq`` is ``INTEGER PRIMARY KEY AUTOINCREMENT``: SQLite never reuses a
+  number, even after old rows are pruned, and a rolled-back insert does not
+  consume one, so the sequence stays gapless.
+* Triggers refuse to edit a tap or delete one the server has not
+  acknowledged, whoever holds the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass, asdict
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from edge import rules
+from edge.clock import Instant
+from edge.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+migrations = Migrations("attendance-edge")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE taps (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            event_id TEXT NOT NULL UNIQUE,
+            device_id TEXT,
+            card_uid TEXT NOT NULL,
+            tapped_at TEXT NOT NULL,
+            tapped_at_utc TEXT NOT NULL,
+            boot_id TEXT NOT NULL,
+            mono_ns INTEGER NOT NULL,
+            clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1)),
+            reader TEXT NOT NULL,
+            verdict TEXT NOT NULL
+                CHECK (verdict IN ('accepted', 'unknown', 'blocked', 'duplicate')),
+            person_id TEXT,
+            acked_at TEXT
+        );
+        CREATE INDEX taps_card_seq ON taps (card_uid, seq);
+        CREATE INDEX taps_unacked ON taps (seq) WHERE acked_at IS NULL;
+        CREATE INDEX taps_tapped_at_utc ON taps (tapped_at_utc);
+
+        CREATE TRIGGER taps_never_edited
+        BEFORE UPDATE OF seq, event_id, device_id, card_uid, tapped_at, tapped_at_utc,
+            boot_id, mono_ns, clock_synced, reader, verdict, person_id ON taps
+        BEGIN
+            SELECT RAISE(ABORT, 'a tap record is never edited');
+        END;
+
+        CREATE TRIGGER taps_kept_until_acked
+        BEFORE DELETE ON taps WHEN OLD.acked_at IS NULL
+        BEGIN
+            SELECT RAISE(ABORT, 'a tap is kept until the server acknowledged it');
+        END;
+
+        CREATE TABLE roster (
+            card_uid TEXT PRIMARY KEY,
+            person_id TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            kind TEXT NOT NULL DEFAULT '',
+            group_name TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'active'
+                CHECK (status IN ('active', 'blocked', 'lost', 'replaced')),
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX roster_person ON roster (person_id);
+
+        CREATE TABLE meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        """
+    )
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES ('outbox_id', ?), ('created_at', ?)",
+        [str(uuid.uuid4()), datetime.now(timezone.utc).isoformat(timespec="seconds")],
+    )
+
+
+@dataclass(frozen=True)
+class TapRecord:
+    """One row of the outbox: the tap record of ARCHITECTURE.md."""
+
+    seq: int
+    event_id: str
+    device_id: str | None
+    card_uid: str
+    tapped_at: str
+    boot_id: str
+    mono_ns: int
+    clock_synced: bool
+    reader: str
+    verdict: str
+    person_id: str | None = None
+    acked_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_TAP_COLUMNS = (
+    "seq, event_id, device_id, card_uid, tapped_at, boot_id, mono_ns, clock_synced, "
+    "reader, verdict, person_id, acked_at"
+)
+
+
+def _row_to_tap(row: tuple[Any, ...]) -> TapRecord:
+    values = list(row)
+    values[7] = bool(values[7])
+    return TapRecord(*values)
+
+
+def connect(path: str | os.PathLike[str], *, timeout: float = 10.0) -> sqlite_utils.Database:
+    """Open the database with the durability settings every connection needs."""
+    conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
+    db = sqlite_utils.Database(conn)
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    return db
+
+
+def check_integrity(path: Path) -> str | None:
+    """None when the file is a healthy SQLite database (or absent), else why not."""
+    if not path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    if rows != [("ok",)]:
+        lines = [line for r in rows for line in str(r[0]).splitlines() if line.strip()]
+        return "; ".join(lines[:4]) + (f" (+{len(lines) - 4} more)" if len(lines) > 4 else "")
+    return None
+
+
+def salvage_taps(path: Path) -> tuple[list[tuple[Any, ...]], int]:
+    """Read what can still be read from a damaged outbox.
+
+    Returns the readable tap rows (all columns, in table order) and the
+    highest ``seq`` ever issued, as far as can be told. Never raises.
+    """
+    rows: list[tuple[Any, ...]] = []
+    highest = 0
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.DatabaseError:
+        return rows, highest
+    try:
+        try:
+            found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='taps'").fetchone()
+            highest = int(found[0]) if found else 0
+        except sqlite3.DatabaseError:
+            pass
+        # Walk in slices so one bad page loses a slice, not everything.
+        start, step = 0, 500
+        try:
+            top = conn.execute("SELECT max(seq) FROM taps").fetchone()[0] or 0
+        except sqlite3.DatabaseError:
+            top = highest
+        while start <= top:
+            try:
+                rows.extend(
+                    conn.execute(
+                        "SELECT * FROM taps WHERE seq > ? AND seq <= ? ORDER BY seq",
+                        [start, start + step],
+                    ).fetchall()
+                )
+            except sqlite3.DatabaseError:
+                pass
+            start += step
+    finally:
+        conn.close()
+    if rows:
+        highest = max(highest, max(r[0] for r in rows))
+    return rows, highest
+
+
+class Outbox:
+    """The tap database of one edge device.
+
+    Thread-safe: every public method takes the instance lock, so reader
+    threads, the control socket and the sync worker can share one Outbox.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, device_id: str | None = None) -> None:
+        self.path = Path(path)
+        self.device_id = device_id
+        self._lock = threading.RLock()
+        self.recovered_from: Path | None = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        problem = check_integrity(self.path)
+        if problem:
+            self._move_aside_and_salvage(problem)
+        else:
+            self.db = self._open()
+
+    # -- opening -------------------------------------------------------------
+    def _open(self) -> sqlite_utils.Database:
+        db = connect(self.path)
+        with db.ensure_autocommit_on():
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+        migrations.apply(db)
+        return db
+
+    def _move_aside_and_salvage(self, problem: str) -> None:
+        stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                os.replace(src, str(aside) + suffix)
+        log.critical(
+            "tap database %s is damaged (%s): moved aside to %s and opened a new one; "
+            "salvaging readable taps",
+            self.path, problem, aside,
+        )
+        self.recovered_from = aside
+        self.db = self._open()
+        rows, highest = salvage_taps(aside)
+        with self._lock, self.db.atomic():
+            if rows:
+                width = len(rows[0])
+                marks = ", ".join("?" * width)
+                self.db.conn.executemany(f"INSERT OR IGNORE INTO taps VALUES ({marks})", rows)
+            if highest:
+                # Keep seq moving forward from the highest number ever issued.
+                self.db.execute(
+                    "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'taps'", [highest]
+                )
+                self.db.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) SELECT 'taps', ? "
+                    "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'taps')",
+                    [highest],
+                )
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('recovered_from', ?)",
+                [str(aside)],
+            )
+        log.critical("salvaged %d tap(s) from %s; highest seq %d", len(rows), aside, highest)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> "Outbox":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def reopen(self) -> None:
+        """Drop the connection and open a new one (after an I/O error)."""
+        with self._lock:
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
+            self.db = self._open()
+
+    # -- the hot path ---------------------------------------------------------
+    def record_tap(self, card_uid: str, reader: str, instant: Instant,
+                   debounce_seconds: float) -> TapRecord:
+        """Decide the verdict and store the tap in one durable transaction.
+
+        Raises :class:`~edge.errors.StorageError` when the tap could not be
+        committed; then nothing was stored.
+        """
+        current = rules.SeenTap(instant.boot_id, instant.mono_ns, instant.wall)
+        event_id = str(uuid.uuid4())
+        tapped_at = instant.iso
+        tapped_at_utc = instant.wall.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+        with self._lock:
+            conn = self.db.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    prev = conn.execute(
+                        "SELECT boot_id, mono_ns, tapped_at FROM taps "
+                        "WHERE card_uid = ? AND verdict != 'duplicate' "
+                        "ORDER BY seq DESC LIMIT 1",
+                        [card_uid],
+                    ).fetchone()
+                    previous = (
+                        rules.SeenTap(prev[0], prev[1], datetime.fromisoformat(prev[2]))
+                        if prev else None
+                    )
+                    entry = self._lookup(conn, card_uid)
+                    verdict = rules.decide_verdict(entry, previous, current, debounce_seconds)
+                    person_id = entry.person_id if entry else None
+                    cur = conn.execute(
+                        "INSERT INTO taps (event_id, device_id, card_uid, tapped_at, "
+                        "tapped_at_utc, boot_id, mono_ns, clock_synced, reader, verdict, "
+                        "person_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [event_id, self.device_id, card_uid, tapped_at, tapped_at_utc,
+                         instant.boot_id, instant.mono_ns, int(instant.synced), reader,
+                         verdict, person_id],
+                    )
+                    seq = cur.lastrowid
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageError(f"tap not stored: {exc}") from exc
+        assert seq is not None
+        return TapRecord(seq, event_id, self.device_id, card_uid, tapped_at,
+                         instant.boot_id, instant.mono_ns, instant.synced, reader,
+                         verdict, person_id)
+
+    @staticmethod
+    def _lookup(conn: sqlite3.Connection, card_uid: str) -> rules.RosterEntry | None:
+        row = conn.execute(
+            "SELECT card_uid, person_id, name, kind, group_name, status FROM roster "
+            "WHERE card_uid = ?",
+            [card_uid],
+        ).fetchone()
+        return rules.RosterEntry(*row) if row else None
+
+    # -- reading ---------------------------------------------------------------
+    def lookup(self, card_uid: str) -> rules.RosterEntry | None:
+        with self._lock:
+            return self._lookup(self.db.conn, card_uid)
+
+    def taps(self, *, since_utc: str | None = None, after_seq: int = 0,
+             limit: int | None = None, unacked_only: bool = False) -> Iterator[TapRecord]:
+        """Taps in ``seq`` order; ``since_utc`` is an ISO time in UTC."""
+        sql = f"SELECT {_TAP_COLUMNS} FROM taps WHERE seq > ?"
+        params: list[Any] = [after_seq]
+        if since_utc:
+            sql += " AND tapped_at_utc >= ?"
+            params.append(since_utc)
+        if unacked_only:
+            sql += " AND acked_at IS NULL"
+        sql += " ORDER BY seq"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._lock:
+            rows = self.db.conn.execute(sql, params).fetchall()
+        return (_row_to_tap(r) for r in rows)
+
+    def counts(self, *, day_start_utc: str) -> dict[str, Any]:
+        """Figures for ``status``: taps since ``day_start_utc`` by verdict, backlog, last tap."""
+        with self._lock:
+            conn = self.db.conn
+            by_verdict = dict(conn.execute(
+                "SELECT verdict, count(*) FROM taps WHERE tapped_at_utc >= ? GROUP BY verdict",
+                [day_start_utc],
+            ).fetchall())
+            backlog, oldest = conn.execute(
+                "SELECT count(*), min(tapped_at) FROM taps WHERE acked_at IS NULL"
+            ).fetchone()
+            last = conn.execute(
+                f"SELECT {_TAP_COLUMNS} FROM taps ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            roster = conn.execute("SELECT count(*) FROM roster").fetchone()[0]
+        return {
+            "taps_today": sum(by_verdict.values()),
+            "taps_today_by_verdict": {v: by_verdict.get(v, 0) for v in rules.VERDICTS},
+            "backlog": backlog,
+            "oldest_unsent_at": oldest,
+            "last_tap": _row_to_tap(last).to_json() if last else None,
+            "roster_cards": roster,
+        }
+
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self.db.conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    # -- acknowledgement and retention -------------------------------------------
+    def mark_acked(self, event_ids: list[str], when: datetime | None = None) -> int:
+        """Record the server's acknowledgement of these taps; returns rows changed."""
+        stamp = (when or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+        with self._lock, self.db.atomic():
+            changed = 0
+            for chunk in range(0, len(event_ids), 500):
+                ids = event_ids[chunk:chunk + 500]
+                marks = ", ".join("?" * len(ids))
+                cur = self.db.conn.execute(
+                    f"UPDATE taps SET acked_at = ? WHERE acked_at IS NULL "
+                    f"AND event_id IN ({marks})",
+                    [stamp, *ids],
+                )
+                changed += cur.rowcount
+        return changed
+
+    def prune(self, retention_days: int, now: datetime | None = None) -> int:
+        """Delete acknowledged taps older than ``retention_days``; never unacknowledged ones."""
+        cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
+        with self._lock, self.db.atomic():
+            cur = self.db.conn.execute(
+                "DELETE FROM taps WHERE acked_at IS NOT NULL AND tapped_at_utc < ?",
+                [cutoff.astimezone(timezone.utc).isoformat(timespec="milliseconds")],
+            )
+        return cur.rowcount
+
+    # -- roster ------------------------------------------------------------------
+    def replace_roster(self, entries: list[rules.RosterEntry]) -> None:
+        """Replace the roster cache in one transaction."""
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._lock, self.db.atomic():
+            self.db.execute("DELETE FROM roster")
+            self.db.conn.executemany(
+                "INSERT INTO roster (card_uid, person_id, name, kind, group_name, status, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(e.card_uid, e.person_id, e.name, e.kind, e.group_name, e.status, stamp)
+                 for e in entries],
+            )

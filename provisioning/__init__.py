@@ -1,0 +1,1 @@
+"""Provisioning: example configuration, systemd units, udev rules, install scripts, the demo."""

@@ -1,0 +1,87 @@
+import pytest
+
+from edge.config import load_config
+from edge.errors import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file(tmp_path):
+    cfg = load_config(None, environ={"ATTENDANCE_CONFIG_UNUSED": "x"})
+    assert cfg.recorder.debounce_seconds == 60
+    assert cfg.readers[0].driver == "sim"
+
+
+def test_example_file_is_valid_and_documents_every_key():
+    from pathlib import Path
+    import dataclasses
+
+    from edge import config as config_module
+
+    example = Path(__file__).parent.parent / "provisioning" / "edge.example.toml"
+    cfg = load_config(example, environ={})
+    assert cfg.source.endswith("edge.example.toml")
+    text = example.read_text()
+    for section, cls in [*config_module._SECTIONS.items(), ("readers", config_module.ReaderConfig)]:
+        for field in dataclasses.fields(cls):
+            assert f"\n{field.name} = " in text, f"{section}.{field.name} is not documented"
+
+
+def test_file_and_env(tmp_path):
+    path = write(tmp_path, """
+[device]
+name = "sdn-001-gerbang"
+data_dir = "/tmp/x"
+[recorder]
+debounce_seconds = 30
+[[readers]]
+name = "masuk"
+driver = "pcsc"
+match = "ACR122"
+[[readers]]
+name = "keluar"
+driver = "nfc"
+path = "tty:AMA0:pn532"
+[feedback]
+green_pin = 5
+""")
+    cfg = load_config(path, environ={"ATTENDANCE_RECORDER_DEBOUNCE_SECONDS": "15",
+                                     "ATTENDANCE_READER_MATCH": "ACR1252",
+                                     "ATTENDANCE_DATABASE_URL": "ignored: server's variable"})
+    assert cfg.device.name == "sdn-001-gerbang"
+    assert cfg.recorder.debounce_seconds == 15.0
+    assert [r.name for r in cfg.readers] == ["masuk", "keluar"]
+    assert cfg.readers[0].match == "ACR1252"
+    assert cfg.readers[1].path == "tty:AMA0:pn532"
+    assert cfg.feedback.green_pin == "GPIO5"
+
+
+@pytest.mark.parametrize("text, env, message", [
+    ("[recorder]\ndebounce_seconds = \"abc\"\n", {},
+     r"edge.toml: \[recorder\] debounce_seconds: expected a number, got 'abc'"),
+    ("[recorder]\ndebounce_secs = 5\n", {}, r"\[recorder\] debounce_secs: unknown key"),
+    ("[recorderr]\n", {}, r"unknown section \[recorderr\]"),
+    ("[recorder]\nretention_days = 0\n", {}, r"\[recorder\] retention_days: must be at least 1"),
+    ("[[readers]]\ndriver = \"acr\"\n", {}, r"\[\[readers\]\] #1 driver: must be one of pcsc, nfc, sim"),
+    ("[[readers]]\nname='a'\n[[readers]]\nname='a'\n", {}, r"\[\[readers\]\] #2 name: 'a' is used by two"),
+    ("[feedback]\nactive_high = \"yes\"\n", {}, r"\[feedback\] active_high: expected true or false"),
+    ("[log]\nlevel = \"LOUD\"\n", {}, r"\[log\] level: must be one of"),
+    ("[device\nname=1", {}, r"edge.toml: not valid TOML"),
+    ("", {"ATTENDANCE_RECORDER_RETENTION_DAYS": "ten"},
+     r"ATTENDANCE_RECORDER_RETENTION_DAYS: expected a whole number, got 'ten'"),
+    ("", {"ATTENDANCE_CLOCK_ASSUME_SYNCED": "perhaps"}, r"ATTENDANCE_CLOCK_ASSUME_SYNCED: expected true or false"),
+    ("", {"ATTENDANCE_RECORDER_DEBOUNCE": "5"}, r"ATTENDANCE_RECORDER_DEBOUNCE: unknown key"),
+])
+def test_bad_config_names_the_key(tmp_path, text, env, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, environ=env)
+
+
+def test_missing_explicit_file(tmp_path):
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(tmp_path / "nope.toml", environ={})
