@@ -1,0 +1,274 @@
+"""``attendance-edge``: run and inspect an edge reader point."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from edge import __version__
+from edge.config import EdgeConfig, load_config
+from edge.errors import EdgeError
+
+PROG = "attendance-edge"
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"{PROG}: error: {message}", err=True)
+    sys.exit(1)
+
+
+class _Group(click.Group):
+    """Turns expected errors into ``attendance-edge: error: …`` (traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (EdgeError, OSError, ValueError) as exc:
+            if ctx.meta.get("debug"):
+                raise
+            fail(str(exc))
+
+
+def _config(ctx: click.Context) -> EdgeConfig:
+    cfg = ctx.meta.get("config")
+    if cfg is None:
+        cfg = load_config(ctx.meta.get("config_path"))
+        ctx.meta["config"] = cfg
+    return cfg
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False),
+              envvar="ATTENDANCE_CONFIG",
+              help="Configuration file (TOML). Default: $ATTENDANCE_CONFIG or "
+                   "/etc/attendance/edge.toml when present.")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(__version__, prog_name=PROG)
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, debug: bool) -> None:
+    """Smart-card attendance: the edge reader point.
+
+    Records every card tap durably on this device, tells the person at once,
+    and keeps the taps until the central server has them.
+    """
+    ctx.meta["config_path"] = config_path
+    ctx.meta["debug"] = debug
+
+
+@main.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the edge service until SIGTERM (systemd Type=notify aware)."""
+    from edge.service import EdgeService
+
+    cfg = _config(ctx)
+    logging.basicConfig(
+        level=getattr(logging, cfg.log.level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    EdgeService(cfg).run()
+
+
+@main.command("check-config")
+@click.pass_context
+def check_config(ctx: click.Context) -> None:
+    """Validate the configuration and print the effective values."""
+    import dataclasses
+
+    cfg = _config(ctx)
+    click.echo(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+
+def _open_outbox(cfg: EdgeConfig) -> Any:
+    from edge.outbox import Outbox
+
+    if not cfg.database_path.exists():
+        fail(f"no tap database at {cfg.database_path} yet (has the service run? "
+             f"is [device] data_dir right?)")
+    return Outbox(cfg.database_path)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Reader state, taps today, backlog, last tap and clock state."""
+    from edge import control
+    from edge.clock import Clock, describe_clock
+    from edge.errors import ControlError
+    from edge.service import local_day_start_utc
+
+    cfg = _config(ctx)
+    try:
+        reply = control.request(cfg.control_socket, {"cmd": "status"})
+        if not reply.get("ok"):
+            fail(reply.get("error", "the service refused the status request"))
+        info = reply["status"]
+    except ControlError as exc:
+        with _open_outbox(cfg) as outbox:
+            info = {
+                "device": cfg.device.name,
+                "version": __version__,
+                "running": False,
+                "not_running_reason": str(exc),
+                "readers": [{"name": r.name, "driver": r.driver, "connected": None,
+                             "error": "service not running"} for r in cfg.readers],
+                "clock": describe_clock(Clock(assume_synced=cfg.clock.assume_synced)),
+                "database": str(cfg.database_path),
+                **outbox.counts(day_start_utc=local_day_start_utc()),
+            }
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    state = "running" if info["running"] else f"NOT RUNNING ({info.get('not_running_reason')})"
+    click.echo(f"Device:   {info['device']} (version {info['version']}), service {state}")
+    for r in info["readers"]:
+        if r["connected"] is None:
+            word = "unknown (service not running)"
+        else:
+            word = "connected" if r["connected"] else f"DOWN: {r.get('error')}"
+        click.echo(f"Reader:   {r['name']} [{r['driver']}] {word}")
+    by = info["taps_today_by_verdict"]
+    click.echo(f"Today:    {info['taps_today']} taps ("
+               + ", ".join(f"{k} {v}" for k, v in by.items()) + ")")
+    click.echo(f"Backlog:  {info['backlog']} not yet acknowledged by the server"
+               + (f", oldest {info['oldest_unsent_at']}" if info['oldest_unsent_at'] else ""))
+    last = info.get("last_tap")
+    click.echo("Last tap: " + (f"{last['tapped_at']} card {last['card_uid']} "
+                               f"({last['verdict']}, reader {last['reader']})" if last else "none"))
+    clock = info["clock"]
+    click.echo(f"Clock:    {clock['now']}, " + ("synced" if clock["synced"] else
+                                                  "NOT synced (times will be corrected by the server)")
+               + f" [{clock['source']}]")
+    if info.get("storage_error"):
+        click.echo(f"Storage:  ERROR {info['storage_error']}")
+
+
+def _parse_since(text: str | None) -> str | None:
+    if not text:
+        return None
+    if text == "today":
+        from edge.service import local_day_start_utc
+
+        return local_day_start_utc()
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a date or time (use 2026-11-23, 2026-11-23T07:00 or 'today')"
+        ) from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # local time, as the operator reads the clock
+    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@main.command()
+@click.option("--since", metavar="WHEN", help="Only taps at or after WHEN (ISO date/time, "
+                                               "local time unless an offset is given, or 'today').")
+@click.option("--unsent", is_flag=True, help="Only taps the server has not acknowledged.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def taps(ctx: click.Context, since: str | None, unsent: bool, as_json: bool) -> None:
+    """List the recorded taps, oldest first."""
+    cfg = _config(ctx)
+    since_utc = _parse_since(since)
+    with _open_outbox(cfg) as outbox:
+        for tap in outbox.taps(since_utc=since_utc, unacked_only=unsent):
+            if as_json:
+                click.echo(json.dumps(tap.to_json()))
+            else:
+                sent = "sent" if tap.acked_at else "unsent"
+                click.echo(f"{tap.seq:>7}  {tap.tapped_at}  {tap.card_uid:<20} "
+                           f"{tap.verdict:<9} {tap.reader:<10} {sent}")
+
+
+@main.command()
+@click.argument("uid")
+@click.option("--reader", help="Name of the simulated reader (default: the first one).")
+@click.pass_context
+def tap(ctx: click.Context, uid: str, reader: str | None) -> None:
+    """Present card UID to a running edge whose reader driver is "sim"."""
+    from edge import control
+
+    cfg = _config(ctx)
+    payload: dict[str, Any] = {"cmd": "tap", "uid": uid}
+    if reader:
+        payload["reader"] = reader
+    reply = control.request(cfg.control_socket, payload)
+    if not reply.get("ok"):
+        fail(reply.get("error", "tap refused"))
+    record = reply.get("tap")
+    if record:
+        click.echo(f"{reply['verdict']}: card {record['card_uid']} seq {record['seq']} "
+                   f"event {record['event_id']}")
+    else:
+        click.echo(f"{reply['verdict']}: {reply.get('detail', '')}")
+        if reply["verdict"] == "error":
+            sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(as_json: bool) -> None:
+    """Find readers and explain how to fix what is wrong (pcscd, udev, kernel modules)."""
+    import dataclasses
+
+    from edge.doctor import format_checks, run_checks
+
+    checks = run_checks()
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(c) for c in checks], indent=2))
+    else:
+        click.echo(format_checks(checks))
+    if not all(c.ok for c in checks):
+        sys.exit(1)
+
+
+@main.group()
+def roster() -> None:
+    """The local roster cache (which card belongs to whom)."""
+
+
+@roster.command("load")
+@click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def roster_load(ctx: click.Context, csv_file: Path) -> None:
+    """Replace the roster cache with CSV_FILE (all-or-nothing)."""
+    from edge.outbox import Outbox
+    from edge.roster import parse_roster_csv
+
+    cfg = _config(ctx)
+    entries = parse_roster_csv(csv_file)
+    cfg.data_path.mkdir(parents=True, exist_ok=True)
+    with Outbox(cfg.database_path) as outbox:
+        outbox.replace_roster(entries)
+    blocked = sum(e.status != "active" for e in entries)
+    click.echo(f"roster loaded: {len(entries)} card(s), {blocked} refused "
+               f"(blocked/lost/replaced)")
+
+
+@roster.command("show")
+@click.pass_context
+def roster_show(ctx: click.Context) -> None:
+    """Print the roster cache as CSV."""
+    cfg = _config(ctx)
+    with _open_outbox(cfg) as outbox:
+        rows = outbox.db.execute(
+            "SELECT card_uid, person_id, name, kind, group_name, status FROM roster "
+            "ORDER BY group_name, name").fetchall()
+    click.echo("card_uid,person_id,name,kind,group,status")
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerows(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
