@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -215,14 +214,31 @@ def tap(ctx: click.Context, uid: str, reader: str | None) -> None:
 
 
 @main.command()
+@click.option("--driver", type=click.Choice(["pcsc", "nfc", "sim"]),
+              help="Check for this reader driver (default: the configured readers').")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-def doctor(as_json: bool) -> None:
-    """Find readers and explain how to fix what is wrong (pcscd, udev, kernel modules)."""
+@click.pass_context
+def doctor(ctx: click.Context, driver: str | None, as_json: bool) -> None:
+    """Find readers and explain how to fix what is wrong (pcscd, udev, kernel modules).
+
+    Exits 1 when any check fails.
+    """
     import dataclasses
 
-    from edge.doctor import format_checks, run_checks
+    from edge.doctor import Check, format_checks, run_checks
 
-    checks = run_checks()
+    problems: list[Check] = []
+    feedback_kind = None
+    try:
+        cfg = _config(ctx)
+        drivers = {r.driver for r in cfg.readers}
+        if driver is None and len(drivers) == 1:
+            driver = drivers.pop()
+        feedback_kind = cfg.feedback.kind
+    except EdgeError as exc:
+        problems.append(Check("configuration", False, str(exc),
+                              "fix the key named above, then run doctor again"))
+    checks = problems + run_checks(driver=driver, feedback_kind=feedback_kind)
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(c) for c in checks], indent=2))
     else:

@@ -22,7 +22,7 @@ import ctypes.util
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime
 from pathlib import Path
 
@@ -31,8 +31,7 @@ TIMESYNCD_FLAG = Path("/run/systemd/timesync/synchronized")
 _TIME_ERROR = 5  # adjtimex() return value: clock not synchronised
 
 
-@dataclass(frozen=True)
-class Instant:
+class Instant(NamedTuple):
     """One reading of every clock at the same moment."""
 
     wall: datetime  # aware, local offset

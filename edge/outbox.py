@@ -21,10 +21,10 @@ import os
 import sqlite3
 import threading
 import uuid
-from dataclasses import dataclass, asdict
+from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -44,7 +44,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         """
         CREATE TABLE taps (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            event_id TEXT NOT NULL UNIQUE,
+            event_id TEXT NOT NULL,
             device_id TEXT,
             card_uid TEXT NOT NULL,
             tapped_at TEXT NOT NULL,
@@ -58,9 +58,10 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             person_id TEXT,
             acked_at TEXT
         );
-        CREATE INDEX taps_card_seq ON taps (card_uid, seq);
-        CREATE INDEX taps_unacked ON taps (seq) WHERE acked_at IS NULL;
-        CREATE INDEX taps_tapped_at_utc ON taps (tapped_at_utc);
+        -- No secondary index on taps: each one costs a page write per tap
+        -- (docs/PERFORMANCE.md). Debounce uses an in-memory index, unsent
+        -- taps are found from meta.acked_through, other reads scan a table
+        -- that retention keeps small.
 
         CREATE TRIGGER taps_never_edited
         BEFORE UPDATE OF seq, event_id, device_id, card_uid, tapped_at, tapped_at_utc,
@@ -94,13 +95,13 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         """
     )
     db.execute(
-        "INSERT INTO meta (key, value) VALUES ('outbox_id', ?), ('created_at', ?)",
+        "INSERT INTO meta (key, value) VALUES ('outbox_id', ?), ('created_at', ?), "
+        "('acked_through', '0')",
         [str(uuid.uuid4()), datetime.now(timezone.utc).isoformat(timespec="seconds")],
     )
 
 
-@dataclass(frozen=True)
-class TapRecord:
+class TapRecord(NamedTuple):
     """One row of the outbox: the tap record of ARCHITECTURE.md."""
 
     seq: int
@@ -117,7 +118,7 @@ class TapRecord:
     acked_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return self._asdict()
 
 
 _TAP_COLUMNS = (
@@ -213,6 +214,8 @@ class Outbox:
         self.device_id = device_id
         self._lock = threading.RLock()
         self.recovered_from: Path | None = None
+        # card -> last counted tap, oldest first; see _recent_counted().
+        self._last_seen: OrderedDict[str, rules.SeenTap] | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         problem = check_integrity(self.path)
         if problem:
@@ -263,6 +266,7 @@ class Outbox:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('recovered_from', ?)",
                 [str(aside)],
             )
+        self.mark_acked([])  # recompute acked_through for the salvaged rows
         log.critical("salvaged %d tap(s) from %s; highest seq %d", len(rows), aside, highest)
 
     def close(self) -> None:
@@ -285,6 +289,34 @@ class Outbox:
             self.db = self._open()
 
     # -- the hot path ---------------------------------------------------------
+    def _recent_counted(self, window_seconds: float, now: Instant) -> "OrderedDict[str, rules.SeenTap]":
+        """The debounce index: each card's last counted tap, loaded once from the tail."""
+        if self._last_seen is None:
+            since = (now.wall - timedelta(seconds=window_seconds + 300)).astimezone(timezone.utc)
+            rows = self.db.conn.execute(
+                "SELECT card_uid, boot_id, mono_ns, tapped_at FROM taps "
+                "WHERE seq > (SELECT coalesce(max(seq), 0) - 20000 FROM taps) "
+                "AND tapped_at_utc >= ? AND verdict != 'duplicate' ORDER BY seq",
+                [since.isoformat(timespec="milliseconds")],
+            ).fetchall()
+            self._last_seen = OrderedDict()
+            for uid, boot, mono, at in rows:
+                self._last_seen[uid] = rules.SeenTap(boot, mono, datetime.fromisoformat(at))
+                self._last_seen.move_to_end(uid)
+        return self._last_seen
+
+    def _remember(self, card_uid: str, current: rules.SeenTap, window_seconds: float) -> None:
+        """Note a counted tap; forget the oldest entries once out of the window."""
+        recent = self._last_seen
+        assert recent is not None
+        recent[card_uid] = current
+        recent.move_to_end(card_uid)
+        while recent:
+            oldest = next(iter(recent.values()))
+            if rules.is_duplicate(oldest, current, window_seconds):
+                break
+            recent.popitem(last=False)
+
     def record_tap(self, card_uid: str, reader: str, instant: Instant,
                    debounce_seconds: float) -> TapRecord:
         """Decide the verdict and store the tap in one durable transaction.
@@ -299,20 +331,12 @@ class Outbox:
         with self._lock:
             conn = self.db.conn
             try:
+                recent = self._recent_counted(debounce_seconds, instant)
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    prev = conn.execute(
-                        "SELECT boot_id, mono_ns, tapped_at FROM taps "
-                        "WHERE card_uid = ? AND verdict != 'duplicate' "
-                        "ORDER BY seq DESC LIMIT 1",
-                        [card_uid],
-                    ).fetchone()
-                    previous = (
-                        rules.SeenTap(prev[0], prev[1], datetime.fromisoformat(prev[2]))
-                        if prev else None
-                    )
                     entry = self._lookup(conn, card_uid)
-                    verdict = rules.decide_verdict(entry, previous, current, debounce_seconds)
+                    verdict = rules.decide_verdict(entry, recent.get(card_uid), current,
+                                                   debounce_seconds)
                     person_id = entry.person_id if entry else None
                     cur = conn.execute(
                         "INSERT INTO taps (event_id, device_id, card_uid, tapped_at, "
@@ -330,6 +354,8 @@ class Outbox:
                     raise
             except sqlite3.Error as exc:
                 raise StorageError(f"tap not stored: {exc}") from exc
+            if verdict != rules.DUPLICATE:
+                self._remember(card_uid, current, debounce_seconds)
         assert seq is not None
         return TapRecord(seq, event_id, self.device_id, card_uid, tapped_at,
                          instant.boot_id, instant.mono_ns, instant.synced, reader,
@@ -352,18 +378,20 @@ class Outbox:
     def taps(self, *, since_utc: str | None = None, after_seq: int = 0,
              limit: int | None = None, unacked_only: bool = False) -> Iterator[TapRecord]:
         """Taps in ``seq`` order; ``since_utc`` is an ISO time in UTC."""
-        sql = f"SELECT {_TAP_COLUMNS} FROM taps WHERE seq > ?"
-        params: list[Any] = [after_seq]
-        if since_utc:
-            sql += " AND tapped_at_utc >= ?"
-            params.append(since_utc)
-        if unacked_only:
-            sql += " AND acked_at IS NULL"
-        sql += " ORDER BY seq"
-        if limit:
-            sql += " LIMIT ?"
-            params.append(limit)
         with self._lock:
+            if unacked_only:
+                after_seq = max(after_seq, self._acked_through())
+            sql = f"SELECT {_TAP_COLUMNS} FROM taps WHERE seq > ?"
+            params: list[Any] = [after_seq]
+            if since_utc:
+                sql += " AND tapped_at_utc >= ?"
+                params.append(since_utc)
+            if unacked_only:
+                sql += " AND acked_at IS NULL"
+            sql += " ORDER BY seq"
+            if limit:
+                sql += " LIMIT ?"
+                params.append(limit)
             rows = self.db.conn.execute(sql, params).fetchall()
         return (_row_to_tap(r) for r in rows)
 
@@ -376,7 +404,8 @@ class Outbox:
                 [day_start_utc],
             ).fetchall())
             backlog, oldest = conn.execute(
-                "SELECT count(*), min(tapped_at) FROM taps WHERE acked_at IS NULL"
+                "SELECT count(*), min(tapped_at) FROM taps WHERE seq > ? AND acked_at IS NULL",
+                [self._acked_through()],
             ).fetchone()
             last = conn.execute(
                 f"SELECT {_TAP_COLUMNS} FROM taps ORDER BY seq DESC LIMIT 1"
@@ -397,20 +426,36 @@ class Outbox:
         return row[0] if row else None
 
     # -- acknowledgement and retention -------------------------------------------
-    def mark_acked(self, event_ids: list[str], when: datetime | None = None) -> int:
-        """Record the server's acknowledgement of these taps; returns rows changed."""
+    def _acked_through(self) -> int:
+        """Every tap with seq at or below this number is acknowledged."""
+        row = self.db.conn.execute("SELECT value FROM meta WHERE key = 'acked_through'").fetchone()
+        return int(row[0]) if row else 0
+
+    def mark_acked(self, seqs: list[int], when: datetime | None = None) -> int:
+        """Record the server's acknowledgement of the taps with these ``seq``; returns
+        how many were newly acknowledged (acknowledging twice changes nothing)."""
         stamp = (when or datetime.now(timezone.utc)).isoformat(timespec="seconds")
         with self._lock, self.db.atomic():
+            conn = self.db.conn
             changed = 0
-            for chunk in range(0, len(event_ids), 500):
-                ids = event_ids[chunk:chunk + 500]
-                marks = ", ".join("?" * len(ids))
-                cur = self.db.conn.execute(
-                    f"UPDATE taps SET acked_at = ? WHERE acked_at IS NULL "
-                    f"AND event_id IN ({marks})",
-                    [stamp, *ids],
+            for chunk in range(0, len(seqs), 500):
+                part = [int(s) for s in seqs[chunk:chunk + 500]]
+                marks = ", ".join("?" * len(part))
+                cur = conn.execute(
+                    f"UPDATE taps SET acked_at = ? WHERE acked_at IS NULL AND seq IN ({marks})",
+                    [stamp, *part],
                 )
                 changed += cur.rowcount
+            through = self._acked_through()
+            first_unacked = conn.execute(
+                "SELECT min(seq) FROM taps WHERE seq > ? AND acked_at IS NULL", [through]
+            ).fetchone()[0]
+            if first_unacked is None:
+                issued = conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'taps'").fetchone()
+                first_unacked = (issued[0] if issued else 0) + 1
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('acked_through', ?)",
+                         [str(first_unacked - 1)])
         return changed
 
     def prune(self, retention_days: int, now: datetime | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 ACCEPTED = "accepted"
 UNKNOWN = "unknown"
@@ -20,8 +21,7 @@ REFUSED_STATUSES = frozenset({"blocked", "lost", "replaced"})
 CARD_STATUSES = ("active", "blocked", "lost", "replaced")
 
 
-@dataclass(frozen=True)
-class SeenTap:
+class SeenTap(NamedTuple):
     """When a card was seen: enough to compare two taps across reboots."""
 
     boot_id: str

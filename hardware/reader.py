@@ -75,7 +75,8 @@ class CardReader:
         self.when_state_changed = when_state_changed
         self._connected = False
         self._last_error: str | None = None
-        self._taps: queue.Queue[CardTap] = queue.Queue()
+        # Bounded: a service that only uses when_tapped never reads it.
+        self._taps: queue.Queue[CardTap] = queue.Queue(maxsize=64)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._state_lock = threading.Lock()
@@ -149,9 +150,20 @@ class CardReader:
             log.exception("reader %s: driver loop crashed", self.name)
             self._set_connected(False, f"driver crashed: {exc}")
 
+    def _queue(self, tap: CardTap) -> None:
+        while True:
+            try:
+                self._taps.put_nowait(tap)
+                return
+            except queue.Full:  # keep the newest taps for wait_for_tap()
+                try:
+                    self._taps.get_nowait()
+                except queue.Empty:
+                    pass
+
     def _emit(self, uid: bytes | str, technology: str = "iso14443a") -> CardTap:
         tap = CardTap(uid=normalise_uid(uid), reader=self.name, technology=technology)
-        self._taps.put(tap)
+        self._queue(tap)
         callback = self.when_tapped
         if callback is not None:
             callback(tap)
@@ -159,9 +171,9 @@ class CardReader:
 
     def _set_connected(self, connected: bool, error: str | None = None) -> None:
         with self._state_lock:
-            if not connected and error:
-                self._last_error = error
-            if connected:
+            if not connected:
+                self._last_error = error or self._last_error or "closed"
+            else:
                 self._last_error = None
             changed = connected != self._connected
             self._connected = connected

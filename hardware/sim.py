@@ -50,6 +50,6 @@ class SimReader(CardReader):
         if self.closed:
             raise HardwareError(f"reader {self.name} is not open")
         tap = CardTap(uid=normalise_uid(uid), reader=self.name, technology=technology)
-        self._taps.put(tap)
+        self._queue(tap)
         callback = self.when_tapped
         return callback(tap) if callback is not None else tap

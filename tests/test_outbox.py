@@ -73,19 +73,19 @@ def test_taps_never_edited_and_kept_until_acked(outbox, clock):
     with pytest.raises(sqlite3.IntegrityError, match="kept until the server acknowledged"):
         outbox.db.execute("DELETE FROM taps")
     outbox.db.conn.rollback()
-    assert outbox.mark_acked([rec.event_id]) == 1
-    assert outbox.mark_acked([rec.event_id]) == 0  # idempotent
+    assert outbox.mark_acked([rec.seq]) == 1
+    assert outbox.mark_acked([rec.seq]) == 0  # idempotent
     outbox.db.execute("DELETE FROM taps")  # allowed now
     outbox.db.conn.commit()
 
 
 def test_prune_keeps_unacked_and_seq_never_reused(outbox, clock):
     old = [outbox.record_tap(f"04{i:06X}", "r", clock.now(), 0) for i in range(5)]
-    outbox.mark_acked([r.event_id for r in old[:3]])
+    outbox.mark_acked([r.seq for r in old[:3]])
     later = datetime(2026, 11, 23, tzinfo=WIB) + timedelta(days=40)
     assert outbox.prune(30, now=later) == 3
     assert [t.seq for t in outbox.taps()] == [4, 5]
-    outbox.mark_acked([r.event_id for r in old[3:]])
+    outbox.mark_acked([r.seq for r in old[3:]])
     assert outbox.prune(30, now=later) == 2
     assert list(outbox.taps()) == []
     assert outbox.record_tap("04AAAAAA", "r", clock.now(), 0).seq == 6
@@ -93,7 +93,7 @@ def test_prune_keeps_unacked_and_seq_never_reused(outbox, clock):
 
 def test_prune_respects_retention(outbox, clock):
     rec = outbox.record_tap("04A1B2C3", "r", clock.now(), 0)
-    outbox.mark_acked([rec.event_id])
+    outbox.mark_acked([rec.seq])
     assert outbox.prune(30, now=datetime(2026, 12, 1, tzinfo=WIB)) == 0
     assert len(list(outbox.taps())) == 1
 
@@ -155,3 +155,30 @@ def test_garbage_file_is_replaced(tmp_path, clock):
         assert box.recovered_from is not None
         assert box.record_tap("04A1B2C3", "r", clock.now(), 0).seq == 1
     assert box.recovered_from.read_bytes().startswith(b"this is not")
+
+
+def test_unacked_and_backlog_follow_acknowledgements(outbox, clock):
+    recs = [outbox.record_tap(f"04{i:06X}", "r", clock.now(), 0) for i in range(6)]
+    day = "2000-01-01T00:00:00.000+00:00"
+    assert outbox.counts(day_start_utc=day)["backlog"] == 6
+    outbox.mark_acked([recs[1].seq, recs[3].seq])  # out of order: the prefix is not acked yet
+    assert [t.seq for t in outbox.taps(unacked_only=True)] == [1, 3, 5, 6]
+    outbox.mark_acked([1, 3])
+    assert outbox.meta("acked_through") == "4"
+    assert [t.seq for t in outbox.taps(unacked_only=True)] == [5, 6]
+    outbox.mark_acked([5, 6])
+    assert outbox.meta("acked_through") == "6"
+    counts = outbox.counts(day_start_utc=day)
+    assert counts["backlog"] == 0 and counts["oldest_unsent_at"] is None
+    new = outbox.record_tap("04AAAAAA", "r", clock.now(), 0)
+    assert [t.seq for t in outbox.taps(unacked_only=True)] == [new.seq] == [7]
+
+
+def test_debounce_index_stays_small(outbox, clock):
+    for i in range(5003):
+        outbox.record_tap(f"04{i:06X}", "r", clock.now(), 60)
+        clock.advance(0.1)
+    # Older than the window: forgotten; the card counts again.
+    assert len(outbox._last_seen) <= 601  # 60 s at 10 taps/s
+    assert outbox.record_tap("04000000", "r", clock.now(), 60).verdict == "unknown"
+    assert outbox.record_tap(f"04{5002:06X}", "r", clock.now(), 60).verdict == "duplicate"
