@@ -1,0 +1,45 @@
+import csv
+import signal
+import subprocess
+import sys
+
+from tests.edge_process import edge_cmd
+
+
+def test_demo_runs_and_accepts_taps(tmp_path):
+    demo = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "provisioning.demo", "--dir", str(demo)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops the demo" in line:
+                break
+        text = "".join(lines)
+        assert "Demo edge running" in text, text
+        config = demo / "edge.toml"
+        rows = list(csv.DictReader((demo / "roster.csv").open()))
+        assert len(rows) == 16 and rows[-1]["status"] == "lost"
+        student = rows[0]
+        assert f"tap {student['card_uid']}" in text
+        assert edge_cmd(config, "tap", student["card_uid"]).stdout.startswith("accepted:")
+        assert edge_cmd(config, "tap", rows[-1]["card_uid"]).stdout.startswith("blocked:")
+        assert edge_cmd(config, "tap", "04DEADBEEF0001").stdout.startswith("unknown:")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "its data stays in" in out
+
+
+def test_demo_roster_ids_are_well_formed():
+    from provisioning.demo import demo_roster
+
+    rows = demo_roster()
+    students = [r for r in rows if r["kind"] == "student"]
+    staff = [r for r in rows if r["kind"] == "employee"]
+    assert all(len(r["person_id"]) == 10 and r["person_id"].isdigit() for r in students)
+    assert all(len(r["person_id"]) == 18 and r["person_id"][14] in "12" for r in staff)
+    assert len({r["card_uid"] for r in rows}) == len(rows)
+    assert demo_roster() == rows  # deterministic
