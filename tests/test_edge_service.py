@@ -132,3 +132,28 @@ def test_bad_config_names_key(tmp_path):
     assert result.stderr.strip() == (
         f"attendance-edge: error: {config}: [recorder] debounce_seconds: "
         "expected a number, got 'lama'")
+
+
+def test_reader_down_and_up_drive_feedback(tmp_path):
+    from edge.config import load_config
+    from edge.service import EdgeService
+    from hardware.feedback import Feedback
+    from hardware.reader import FakeReader
+
+    config = load_config(write_config(tmp_path), environ={})
+    reader = FakeReader("gerbang")
+    feedback = Feedback()
+    service = EdgeService(config, readers=[reader], feedback=feedback)
+    service.start()
+    try:
+        reader.tap("04A1B2C3")
+        reader.unplug("USB cable pulled")
+        status = service.status()
+        assert status["readers"] == [{"name": "gerbang", "driver": "fake", "connected": False,
+                                      "error": "USB cable pulled"}]
+        reader.plug()
+        reader.tap("04A1B2C4")
+        assert feedback.history == ["unknown_card", "reader_down", "reader_up", "unknown_card"]
+        assert service.status()["taps_today"] == 2
+    finally:
+        service.stop()
