@@ -35,6 +35,17 @@ class _Group(click.Group):
             fail(str(exc))
 
 
+def _remember_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta["config_path"] = value
+
+
+#: ``--config`` is accepted after the command too: ``attendance-edge run --config FILE``.
+config_option = click.option(
+    "--config", "-c", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
+    callback=_remember_config, help="Configuration file (TOML); same as before the command.")
+
+
 def _config(ctx: click.Context) -> EdgeConfig:
     cfg = ctx.meta.get("config")
     if cfg is None:
@@ -57,11 +68,12 @@ def main(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     Records every card tap durably on this device, tells the person at once,
     and keeps the taps until the central server has them.
     """
-    ctx.meta["config_path"] = config_path
+    ctx.meta.setdefault("config_path", config_path)
     ctx.meta["debug"] = debug
 
 
 @main.command()
+@config_option
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the edge service until SIGTERM (systemd Type=notify aware)."""
@@ -76,6 +88,7 @@ def run(ctx: click.Context) -> None:
 
 
 @main.command("check-config")
+@config_option
 @click.pass_context
 def check_config(ctx: click.Context) -> None:
     """Validate the configuration and print the effective values."""
@@ -95,6 +108,7 @@ def _open_outbox(cfg: EdgeConfig) -> Any:
 
 
 @main.command()
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
@@ -169,6 +183,7 @@ def _parse_since(text: str | None) -> str | None:
 
 
 @main.command()
+@config_option
 @click.option("--since", metavar="WHEN", help="Only taps at or after WHEN (ISO date/time, "
                                                "local time unless an offset is given, or 'today').")
 @click.option("--unsent", is_flag=True, help="Only taps the server has not acknowledged.")
@@ -189,6 +204,7 @@ def taps(ctx: click.Context, since: str | None, unsent: bool, as_json: bool) -> 
 
 
 @main.command()
+@config_option
 @click.argument("uid")
 @click.option("--reader", help="Name of the simulated reader (default: the first one).")
 @click.pass_context
@@ -214,6 +230,7 @@ def tap(ctx: click.Context, uid: str, reader: str | None) -> None:
 
 
 @main.command()
+@config_option
 @click.option("--driver", type=click.Choice(["pcsc", "nfc", "sim"]),
               help="Check for this reader driver (default: the configured readers').")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
@@ -253,6 +270,7 @@ def roster() -> None:
 
 
 @roster.command("load")
+@config_option
 @click.argument("csv_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
 def roster_load(ctx: click.Context, csv_file: Path) -> None:
@@ -271,6 +289,7 @@ def roster_load(ctx: click.Context, csv_file: Path) -> None:
 
 
 @roster.command("show")
+@config_option
 @click.pass_context
 def roster_show(ctx: click.Context) -> None:
     """Print the roster cache as CSV."""

@@ -22,9 +22,9 @@ and the ``when_state_changed`` callback; they reconnect on their own.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -75,8 +75,9 @@ class CardReader:
         self.when_state_changed = when_state_changed
         self._connected = False
         self._last_error: str | None = None
-        # Bounded: a service that only uses when_tapped never reads it.
-        self._taps: queue.Queue[CardTap] = queue.Queue(maxsize=64)
+        # Bounded (newest kept): a service that only uses when_tapped never reads it.
+        self._taps: deque[CardTap] = deque(maxlen=64)
+        self._tap_ready = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._state_lock = threading.Lock()
@@ -134,10 +135,10 @@ class CardReader:
 
     def wait_for_tap(self, timeout: float | None = None) -> CardTap | None:
         """Block until the next tap (or ``timeout`` seconds); None on timeout."""
-        try:
-            return self._taps.get(timeout=timeout)
-        except queue.Empty:
-            return None
+        with self._tap_ready:
+            if not self._tap_ready.wait_for(lambda: self._taps, timeout):
+                return None
+            return self._taps.popleft()
 
     # -- for subclasses --------------------------------------------------------
     def _run(self) -> None:  # pragma: no cover - abstract
@@ -151,15 +152,9 @@ class CardReader:
             self._set_connected(False, f"driver crashed: {exc}")
 
     def _queue(self, tap: CardTap) -> None:
-        while True:
-            try:
-                self._taps.put_nowait(tap)
-                return
-            except queue.Full:  # keep the newest taps for wait_for_tap()
-                try:
-                    self._taps.get_nowait()
-                except queue.Empty:
-                    pass
+        with self._tap_ready:
+            self._taps.append(tap)
+            self._tap_ready.notify()
 
     def _emit(self, uid: bytes | str, technology: str = "iso14443a") -> CardTap:
         tap = CardTap(uid=normalise_uid(uid), reader=self.name, technology=technology)

@@ -1,10 +1,11 @@
 import json
 import socket
+import subprocess
 import threading
 
 import pytest
 
-from tests.edge_process import EdgeProcess, edge_cmd, write_config
+from tests.edge_process import EDGE, EdgeProcess, edge_cmd, write_config
 
 
 @pytest.fixture
@@ -127,7 +128,9 @@ def test_systemd_notify(tmp_path):
 
 def test_bad_config_names_key(tmp_path):
     config = write_config(tmp_path, extra='[recorder]\ndebounce_seconds = "lama"\n')
-    result = edge_cmd(config, "run", check=False)
+    # As the issue and systemd unit spell it: the option after the command.
+    result = subprocess.run([*EDGE, "run", "--config", str(config)], capture_output=True,
+                            text=True, timeout=30)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"attendance-edge: error: {config}: [recorder] debounce_seconds: "
