@@ -264,6 +264,99 @@ def doctor(ctx: click.Context, driver: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command()
+@config_option
+@click.option("--server", "server_url", required=True, metavar="URL",
+              help="The central server, e.g. https://absensi.example.go.id")
+@click.option("--code", "claim_code", envvar="ATTENDANCE_CLAIM_CODE", metavar="CODE",
+              help="The claim code from 'attendance-server device add' "
+                   "(or $ATTENDANCE_CLAIM_CODE; asked for when missing).")
+@click.option("--name", help="A name for this device on the server (e.g. the gate).")
+@click.option("--force", is_flag=True, help="Enrol again although already enrolled.")
+@click.pass_context
+def enroll(ctx: click.Context, server_url: str, claim_code: str | None, name: str | None,
+           force: bool) -> None:
+    """Enrol this device with the central server using a single-use claim code.
+
+    The device token is stored in the data directory with mode 0600.
+    """
+    from datetime import datetime
+
+    from edge.sync import (Enrolment, SyncClient, SyncError, hardware_id, load_enrolment,
+                           save_enrolment)
+
+    cfg = _config(ctx)
+    existing = load_enrolment(cfg.enrolment_path, cfg.token_path)
+    if existing and not force:
+        fail(f"already enrolled as {existing.device_id} with {existing.server_url} "
+             f"(use --force to enrol again)")
+    if not server_url.startswith(("http://", "https://")):
+        fail(f"--server must start with https:// (or http://), got {server_url!r}")
+    if not claim_code:
+        claim_code = click.prompt("Claim code", hide_input=True)
+    client = SyncClient(server_url, timeout=cfg.sync.timeout_seconds,
+                        ca_file=cfg.sync.ca_file or None)
+    try:
+        reply = client.enroll(claim_code.strip(), hardware_id(), name or cfg.device.name)
+    except SyncError as exc:
+        fail(f"enrolment refused: {exc}")
+    finally:
+        client.close()
+    enrolment = Enrolment(device_id=reply["device_id"], site=reply.get("site", {}),
+                          server_url=server_url.rstrip("/"),
+                          enrolled_at=datetime.now().astimezone().isoformat(timespec="seconds"),
+                          token=reply["token"])
+    cfg.data_path.mkdir(parents=True, exist_ok=True)
+    save_enrolment(enrolment, cfg.enrolment_path, cfg.token_path)
+    site = enrolment.site
+    click.echo(f"enrolled as {enrolment.device_id} at site {site.get('code')} "
+               f"({site.get('name', '')}); token saved in {cfg.token_path}")
+    click.echo("restart the service to start syncing (systemctl restart attendance-edge)")
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the round's report as JSON.")
+@click.pass_context
+def sync(ctx: click.Context, as_json: bool) -> None:
+    """Do one sync round now (push all unsent taps, heartbeat, roster) and print what happened."""
+    import dataclasses
+
+    from edge import control
+    from edge.clock import Clock
+    from edge.errors import ControlError
+    from edge.outbox import Outbox
+    from edge.sync import build_sync_worker, load_enrolment
+
+    cfg = _config(ctx)
+    if load_enrolment(cfg.enrolment_path, cfg.token_path) is None:
+        fail("this device is not enrolled (attendance-edge enroll --server URL --code CODE)")
+    try:
+        reply = control.request(cfg.control_socket, {"cmd": "sync"}, timeout=600)
+        if "report" not in reply:
+            fail(reply.get("error", "the service refused to sync"))
+        report, summary = reply["report"], reply["summary"]
+    except ControlError:
+        # The service is not running: do the round here.
+        cfg.data_path.mkdir(parents=True, exist_ok=True)
+        with Outbox(cfg.database_path) as outbox:
+            worker = build_sync_worker(cfg, outbox, Clock(assume_synced=cfg.clock.assume_synced))
+            if worker is None:
+                fail("this device is not enrolled (attendance-edge enroll --server URL --code CODE)")
+            outbox.device_id = worker.device_id
+            try:
+                result = worker.run_round(force=True)
+            finally:
+                worker.client.close()
+        report, summary = dataclasses.asdict(result), result.summary()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(summary)
+    if report.get("error"):
+        sys.exit(1)
+
+
 @main.group()
 def roster() -> None:
     """The local roster cache (which card belongs to whom)."""

@@ -69,6 +69,21 @@ class ClockConfig:
 
 
 @dataclass
+class SyncConfig:
+    server_url: str = ""
+    """The central server, e.g. https://absensi.pekanbaru.go.id ("" = no sync)."""
+    push_interval_seconds: float = 5.0
+    heartbeat_seconds: float = 60.0
+    roster_seconds: float = 300.0
+    batch_size: int = 500
+    timeout_seconds: float = 15.0
+    ca_file: str = ""
+    """A CA bundle for a server certificate from the regency's own CA ("" = system CAs)."""
+    offline_after_seconds: float = 3600.0
+    """Show the offline signal after this long without reaching the server."""
+
+
+@dataclass
 class LogConfig:
     level: str = "INFO"
 
@@ -80,6 +95,7 @@ class EdgeConfig:
     recorder: RecorderConfig = field(default_factory=RecorderConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"
 
@@ -95,12 +111,21 @@ class EdgeConfig:
     def control_socket(self) -> Path:
         return self.data_path / "control.sock"
 
+    @property
+    def enrolment_path(self) -> Path:
+        return self.data_path / "device.json"
+
+    @property
+    def token_path(self) -> Path:
+        return self.data_path / "device.token"
+
 
 _SECTIONS: dict[str, type] = {
     "device": DeviceConfig,
     "recorder": RecorderConfig,
     "feedback": FeedbackConfig,
     "clock": ClockConfig,
+    "sync": SyncConfig,
     "log": LogConfig,
 }
 
@@ -180,6 +205,16 @@ def _validate(cfg: EdgeConfig) -> None:
     if cfg.log.level.upper() not in LOG_LEVELS:
         fail("log", "level", f"must be one of {', '.join(LOG_LEVELS)}, got {cfg.log.level!r}")
     cfg.log.level = cfg.log.level.upper()
+    sync = cfg.sync
+    if sync.server_url and not sync.server_url.startswith(("http://", "https://")):
+        fail("sync", "server_url", f"must start with https:// (or http://), got {sync.server_url!r}")
+    sync.server_url = sync.server_url.rstrip("/")
+    if not 1 <= sync.batch_size <= 1000:
+        fail("sync", "batch_size", "must be between 1 and 1000")
+    for key in ("push_interval_seconds", "heartbeat_seconds", "roster_seconds",
+                "timeout_seconds", "offline_after_seconds"):
+        if getattr(sync, key) <= 0:
+            fail("sync", key, "must be more than 0")
     if not cfg.device.data_dir:
         fail("device", "data_dir", "must not be empty")
     if not cfg.readers:

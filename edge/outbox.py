@@ -420,6 +420,15 @@ class Outbox:
             "roster_cards": roster,
         }
 
+    def backlog(self) -> tuple[int, str | None]:
+        """How many taps wait for the server, and when the oldest of them was tapped."""
+        with self._lock:
+            count, oldest = self.db.conn.execute(
+                "SELECT count(*), min(tapped_at) FROM taps WHERE seq > ? AND acked_at IS NULL",
+                [self._acked_through()],
+            ).fetchone()
+        return count, oldest
+
     def meta(self, key: str) -> str | None:
         with self._lock:
             row = self.db.conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
@@ -474,9 +483,41 @@ class Outbox:
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with self._lock, self.db.atomic():
             self.db.execute("DELETE FROM roster")
+            # A hand-loaded roster is not the server's: the next sync pulls it whole.
+            self.db.execute("DELETE FROM meta WHERE key = 'roster_cursor'")
             self.db.conn.executemany(
                 "INSERT INTO roster (card_uid, person_id, name, kind, group_name, status, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(e.card_uid, e.person_id, e.name, e.kind, e.group_name, e.status, stamp)
                  for e in entries],
             )
+
+    def apply_roster(self, entries: list[rules.RosterEntry], removed: list[str], *,
+                     full: bool, cursor: str) -> None:
+        """Apply a roster reply from the server and remember its cursor, in one transaction.
+
+        ``full`` replaces the cache; otherwise ``entries`` are upserted and the
+        ``removed`` card UIDs deleted.
+        """
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._lock, self.db.atomic():
+            conn = self.db.conn
+            if full:
+                conn.execute("DELETE FROM roster")
+            conn.executemany(
+                "INSERT INTO roster (card_uid, person_id, name, kind, group_name, status, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (card_uid) DO UPDATE SET "
+                "person_id = excluded.person_id, name = excluded.name, kind = excluded.kind, "
+                "group_name = excluded.group_name, status = excluded.status, "
+                "updated_at = excluded.updated_at",
+                [(e.card_uid, e.person_id, e.name, e.kind, e.group_name, e.status, stamp)
+                 for e in entries],
+            )
+            conn.executemany("DELETE FROM roster WHERE card_uid = ?", [(u,) for u in removed])
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('roster_cursor', ?)",
+                         [cursor])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock, self.db.atomic():
+            self.db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                 [key, value])

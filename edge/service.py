@@ -9,6 +9,7 @@ configuration here, and only here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
@@ -23,6 +24,7 @@ from edge.control import ControlServer
 from edge.notify import Notifier
 from edge.outbox import Outbox
 from edge.recorder import Recorder
+from edge.sync import SyncWorker, build_sync_worker
 from hardware.errors import HardwareError, InvalidUID
 from hardware.feedback import Feedback, open_feedback
 from hardware.reader import CardReader, open_reader
@@ -58,6 +60,7 @@ class EdgeService:
         self.outbox: Outbox | None = None
         self.recorder: Recorder | None = None
         self.control = ControlServer(config.control_socket, self.handle_control)
+        self.sync: SyncWorker | None = None
         self.started_at: datetime | None = None
         self._stopping = threading.Event()
         self._reader_down_shown = False
@@ -81,11 +84,18 @@ class EdgeService:
         for reader in self.readers:
             reader.when_tapped = self.recorder.handle
             reader.when_state_changed = self._reader_state_changed
+        self.sync = build_sync_worker(cfg, self.outbox, self.clock, health=self._health,
+                                      when_offline=self._offline_changed)
+        if self.sync is not None:
+            self.outbox.device_id = self.sync.device_id
+            self.recorder.when_recorded = lambda record: self.sync.wake()  # type: ignore[union-attr]
         self.control.start()
         for reader in self.readers:
             reader.open()
         self.started_at = datetime.now().astimezone()
         self._update_reader_feedback()
+        if self.sync is not None:
+            self.sync.start()
         log.info("edge %s started (version %s, database %s, readers: %s)", cfg.device.name,
                  __version__, cfg.database_path,
                  ", ".join(f"{r.name}={r.driver}" for r in self.readers))
@@ -100,6 +110,9 @@ class EdgeService:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.sync is not None:
+            self.sync.stop()
+            self.sync.client.close()
         for reader in self.readers:
             try:
                 reader.close()
@@ -159,6 +172,15 @@ class EdgeService:
             self.feedback.reader_up()
         self._reader_down_shown = down
 
+    def _health(self) -> dict[str, Any]:
+        return {"readers": [r.describe() for r in self.readers]}
+
+    def _offline_changed(self, offline: bool) -> None:
+        if offline:
+            self.feedback.offline()
+        else:
+            self.feedback.online()
+
     # -- status and control ---------------------------------------------------------------
     def _status_line(self) -> str:
         up = sum(r.is_connected for r in self.readers)
@@ -177,6 +199,7 @@ class EdgeService:
             "database": str(self.config.database_path),
             "storage_error": self.recorder.last_error,
             "refused_random_uids": self.recorder.counters.get("random", 0),
+            "sync": self.sync.describe() if self.sync else None,
             **figures,
         }
 
@@ -186,6 +209,14 @@ class EdgeService:
             return {"ok": True, "status": self.status()}
         if cmd == "tap":
             return self._inject(req)
+        if cmd == "sync":
+            if self.sync is None:
+                return {"ok": False, "error": "sync is not set up: enrol this device first "
+                                              "(attendance-edge enroll --server URL --code CODE)"}
+            report = self.sync.run_round(force=True)
+            return {"ok": report.error is None, "report": dataclasses.asdict(report),
+                    "summary": report.summary(),
+                    **({"error": report.error} if report.error else {})}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def _inject(self, req: dict[str, Any]) -> dict[str, Any]:
