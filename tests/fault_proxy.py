@@ -81,7 +81,17 @@ FAULT_MODES: tuple[str, ...] = (
     "reset",
     "delay",
     "blackhole",
+    "http_503",
+    "http_429",
 )
+#: Replies the proxy gives itself, without asking the server (an overloaded
+#: server or a load balancer in front of it). The request is never forwarded.
+_CANNED = {
+    "http_503": (503, "Service Unavailable", "unavailable"),
+    "http_429": (429, "Too Many Requests", "too_many_requests"),
+}
+#: Retry-After (seconds) in the canned replies.
+CANNED_RETRY_AFTER = 1
 #: Everything ``proxy.mode`` accepts.
 MODES: tuple[str, ...] = FAULT_MODES + ("random",)
 #: The mix ``random`` uses unless told otherwise.
@@ -251,6 +261,15 @@ def _mid_reply_cut(buffered: bytes, request_method: str | None) -> int | None:
     return space + 2 if space >= 0 else max(1, len(first) // 2)
 
 
+def _canned_reply(mode: str) -> bytes:
+    status, reason, code = _CANNED[mode]
+    body = ('{"error": {"code": "%s", "message": "injected by the fault proxy"}}' % code).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            f"Retry-After: {CANNED_RETRY_AFTER}\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n")
+    return head.encode() + body
+
+
 class _Exchange:
     """One request on a connection and what the proxy does to it and its reply."""
 
@@ -386,10 +405,14 @@ class _Connection:
             assert exchange is not None
             if method is not None:
                 exchange.method = method
-            if exchange.mode in ("reset", "blackhole"):
+            if exchange.mode in ("reset", "blackhole", *_CANNED):
                 if ends and exchange.mode == "reset":
                     self._reset_client()
                     return False
+                if ends and exchange.mode in _CANNED:
+                    self._u2c += _canned_reply(exchange.mode)
+                    self._proxy._count(exchange.mode)
+                    self._close_after_flush = True
                 continue  # swallowed: never forwarded
             self._c2u += segment
         return True

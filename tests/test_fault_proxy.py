@@ -449,3 +449,18 @@ def test_framer_finds_each_request_however_the_bytes_arrive(read_size: int) -> N
                 current = b""
     assert messages == REQUESTS
     assert methods == ["GET", "POST", "POST", "HEAD"]
+
+
+@pytest.mark.parametrize("mode, status", [("http_503", 503), ("http_429", 429)])
+def test_canned_http_errors_never_reach_the_server(
+    server: _CountingServer, proxy: FaultProxy, mode: str, status: int
+) -> None:
+    proxy.mode = mode
+    reply = post(proxy.url + "/count")
+    assert reply.status_code == status
+    assert reply.headers["Retry-After"] == "1"
+    assert reply.json()["error"]["code"]
+    assert server.processed == 0
+    assert proxy.stats[mode] == 1
+    proxy.mode = "pass"
+    assert post(proxy.url + "/count").status_code == 200  # and the next request goes through
