@@ -1,0 +1,76 @@
+"""The central server's Flask application factory.
+
+Run it with ``attendance-server run`` (waitress), or under gunicorn::
+
+    gunicorn -w 4 -b 127.0.0.1:8080 'server.app:create_app()'
+
+Configuration: defaults, then the TOML file (``$ATTENDANCE_SERVER_CONFIG`` or
+``/etc/attendance/server.toml``), then ``ATTENDANCE_*`` variables and
+``DATABASE_URL`` (see :mod:`server.config`). ``create_app(test_config)`` uses
+the defaults and ``test_config`` only, so tests do not depend on the machine.
+
+Flask config keys: ``DATABASE_URL``, ``MIGRATE_ON_START``,
+``MAX_CONTENT_LENGTH``, ``MAX_BATCH``, ``HEARTBEAT_SECONDS``,
+``ANCHOR_INTERVAL_SECONDS``, ``LOG_LEVEL``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+
+from server.config import ServerSettings, load_settings
+from server.db import create_db_engine, current_revision, describe_url, head_revision, migrate
+from server.openapi import API_PREFIX, RequestValidator
+
+log = logging.getLogger(__name__)
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: config, database engine, request validator, blueprints, error handlers."""
+    from server.api import ApiState, devices, excuses, meta, register_error_handlers, roster, taps
+
+    app = Flask(__name__, static_folder=None)
+    app.config.from_mapping(ServerSettings().flask_config())
+    if test_config is None:
+        app.config.update(load_settings().flask_config())
+    else:
+        app.config.update(test_config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    logging.getLogger("server").setLevel(app.config["LOG_LEVEL"])
+
+    engine = create_db_engine(app.config["DATABASE_URL"])
+    app.extensions["attendance"] = ApiState(engine=engine, validator=RequestValidator())
+    if app.config["MIGRATE_ON_START"]:
+        before, after = migrate(engine)
+        if before != after:
+            log.info("database %s migrated from %s to %s",
+                     describe_url(app.config["DATABASE_URL"]), before, after)
+    else:
+        _warn_if_not_migrated(app)
+
+    # Start with an empty pool: under gunicorn --preload the app is built before the
+    # fork, and a connection must never be shared by two processes.
+    engine.dispose()
+
+    register_error_handlers(app)
+    for module in (devices, taps, roster, excuses, meta):
+        app.register_blueprint(module.bp, url_prefix=API_PREFIX)
+    return app
+
+
+def _warn_if_not_migrated(app: Flask) -> None:
+    engine = app.extensions["attendance"].engine
+    try:
+        with engine.connect() as conn:
+            revision = current_revision(conn)
+    except Exception as exc:  # the database may be down at start; /health will say so
+        log.warning("database %s not reachable at start: %s",
+                    describe_url(app.config["DATABASE_URL"]), exc)
+        return
+    if revision != head_revision():
+        log.error("database %s is at schema %s, this server needs %s: run "
+                  "'attendance-server migrate' (or set [database] migrate_on_start)",
+                  describe_url(app.config["DATABASE_URL"]), revision, head_revision())

@@ -1,0 +1,222 @@
+"""Server configuration: defaults, then a TOML file, then the environment.
+
+Every key is documented in ``provisioning/server.example.toml``. The file is
+``$ATTENDANCE_SERVER_CONFIG`` or ``/etc/attendance/server.toml`` (when it
+exists). Any key can be overridden as ``ATTENDANCE_<SECTION>_<KEY>``, e.g.
+``ATTENDANCE_HTTP_PORT=8081``; ``DATABASE_URL`` overrides ``[database] url``
+and wins over everything, as hosting platforms expect.
+
+A bad value or an unknown key raises :class:`~server.errors.ConfigError`
+naming the file (or variable), the section and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from server.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/attendance/server.toml")
+CONFIG_ENV = "ATTENDANCE_SERVER_CONFIG"
+DEFAULT_DATABASE_URL = "sqlite:////var/lib/attendance-server/server.db"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: The contract's fixed ceiling on taps (and excuses) per request.
+MAX_BATCH_CEILING = 1000
+
+
+@dataclass
+class DatabaseSettings:
+    url: str = DEFAULT_DATABASE_URL
+    migrate_on_start: bool = False
+
+
+@dataclass
+class ApiSettings:
+    max_content_length: int = 4 * 1024 * 1024
+    max_batch: int = MAX_BATCH_CEILING
+    heartbeat_seconds: int = 60
+    anchor_interval_seconds: float = 300.0
+
+
+@dataclass
+class EnrolmentSettings:
+    claim_code_hours: float = 72.0
+
+
+@dataclass
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    threads: int = 8
+    public_url: str = ""
+
+
+@dataclass
+class LogSettings:
+    level: str = "INFO"
+
+
+@dataclass
+class ServerSettings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    enrolment: EnrolmentSettings = field(default_factory=EnrolmentSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    source: str = "defaults"
+
+    def flask_config(self) -> dict[str, Any]:
+        """The Flask config keys that :func:`server.app.create_app` reads."""
+        return {
+            "DATABASE_URL": self.database.url,
+            "MIGRATE_ON_START": self.database.migrate_on_start,
+            "MAX_CONTENT_LENGTH": self.api.max_content_length,
+            "MAX_BATCH": self.api.max_batch,
+            "HEARTBEAT_SECONDS": self.api.heartbeat_seconds,
+            "ANCHOR_INTERVAL_SECONDS": self.api.anchor_interval_seconds,
+            "LOG_LEVEL": self.log.level,
+        }
+
+
+_SECTIONS: dict[str, type] = {
+    "database": DatabaseSettings,
+    "api": ApiSettings,
+    "enrolment": EnrolmentSettings,
+    "http": HttpSettings,
+    "log": LogSettings,
+}
+
+
+def _where(origin: str, section: str, key: str) -> str:
+    if origin.startswith("ATTENDANCE_") or origin == "DATABASE_URL":
+        return origin
+    return f"{origin}: [{section}] {key}"
+
+
+def _coerce(value: Any, target: type, where: str, from_env: bool) -> Any:
+    if from_env and isinstance(value, str):
+        if target is bool:
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        if target in (int, float):
+            try:
+                return target(value)
+            except ValueError:
+                kind = "a whole number" if target is int else "a number"
+                raise ConfigError(f"{where}: expected {kind}, got {value!r}") from None
+        return value
+    if target is bool and isinstance(value, bool):
+        return value
+    if target is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if target is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if target is str and isinstance(value, str):
+        return value
+    kind = {bool: "true or false", int: "a whole number", float: "a number",
+            str: "a string"}[target]
+    raise ConfigError(f"{where}: expected {kind}, got {value!r}")
+
+
+def _fill(obj: Any, data: Any, origin: str, section: str, from_env: bool = False) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{origin}: [{section}] must be a table")
+    known = {f.name for f in dataclasses.fields(obj)}
+    for key, value in data.items():
+        where = _where(origin, section, key)
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key (known keys: {', '.join(sorted(known))})")
+        setattr(obj, key, _coerce(value, type(getattr(obj, key)), where, from_env))
+
+
+def _validate(s: ServerSettings, origins: dict[tuple[str, str], str]) -> None:
+    def fail(section: str, key: str, msg: str) -> None:
+        origin = origins.get((section, key), s.source)
+        raise ConfigError(f"{_where(origin, section, key)}: {msg}")
+
+    if not s.database.url:
+        fail("database", "url", "must not be empty")
+    if not s.database.url.startswith(("sqlite:", "postgresql:", "postgres:",
+                                      "postgresql+psycopg:")):
+        fail("database", "url", "must start with sqlite:/// or postgresql:// "
+                                f"(got {s.database.url.split(':', 1)[0]}:…)")
+    if not 1024 <= s.api.max_content_length <= 1024 ** 3:
+        fail("api", "max_content_length", "must be between 1024 and 1073741824 bytes")
+    if not 1 <= s.api.max_batch <= MAX_BATCH_CEILING:
+        fail("api", "max_batch", f"must be between 1 and {MAX_BATCH_CEILING}")
+    if s.api.heartbeat_seconds < 5:
+        fail("api", "heartbeat_seconds", "must be at least 5")
+    if s.api.anchor_interval_seconds < 0:
+        fail("api", "anchor_interval_seconds", "must be 0 or more")
+    if s.enrolment.claim_code_hours <= 0:
+        fail("enrolment", "claim_code_hours", "must be more than 0")
+    if not 0 < s.http.port < 65536:
+        fail("http", "port", "must be between 1 and 65535")
+    if not 1 <= s.http.threads <= 256:
+        fail("http", "threads", "must be between 1 and 256")
+    if s.http.public_url and not s.http.public_url.startswith(("http://", "https://")):
+        fail("http", "public_url", "must start with https:// (or http://)")
+    s.http.public_url = s.http.public_url.rstrip("/")
+    if s.log.level.upper() not in LOG_LEVELS:
+        fail("log", "level", f"must be one of {', '.join(LOG_LEVELS)}, got {s.log.level!r}")
+    s.log.level = s.log.level.upper()
+
+
+def load_settings(path: str | os.PathLike[str] | None = None,
+                  environ: Mapping[str, str] | None = None) -> ServerSettings:
+    """Build the settings from defaults, ``path`` (TOML) and ``environ``.
+
+    ``path=None`` reads ``$ATTENDANCE_SERVER_CONFIG`` or
+    ``/etc/attendance/server.toml`` when present; an explicitly named file
+    that does not exist is an error.
+    """
+    environ = os.environ if environ is None else environ
+    settings = ServerSettings()
+    origins: dict[tuple[str, str], str] = {}
+    named = path if path is not None else (environ.get(CONFIG_ENV) or None)
+    explicit = named is not None
+    file = Path(named if named is not None else DEFAULT_CONFIG_PATH)
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot be read: {exc}") from None
+        settings.source = str(file)
+        for section, values in data.items():
+            if section not in _SECTIONS:
+                raise ConfigError(f"{file}: unknown section [{section}] "
+                                  f"(known: {', '.join(sorted(_SECTIONS))})")
+            _fill(getattr(settings, section), values, str(file), section)
+            if isinstance(values, Mapping):
+                origins.update({(section, k): str(file) for k in values})
+    elif explicit:
+        raise ConfigError(f"{file}: configuration file not found")
+
+    for var in sorted(environ):
+        if not var.startswith("ATTENDANCE_") or var == CONFIG_ENV:
+            continue
+        rest = var[len("ATTENDANCE_"):].lower()
+        for section in _SECTIONS:
+            if rest.startswith(section + "_"):
+                key = rest[len(section) + 1:]
+                _fill(getattr(settings, section), {key: environ[var]}, var, section,
+                      from_env=True)
+                origins[(section, key)] = var
+                break
+        # Other ATTENDANCE_* variables belong to the edge or the tests.
+    if environ.get("DATABASE_URL"):
+        settings.database.url = environ["DATABASE_URL"]
+        origins[("database", "url")] = "DATABASE_URL"
+    _validate(settings, origins)
+    return settings

@@ -1,0 +1,229 @@
+"""Sites, devices, claim codes, tokens and heartbeats (database logic, no Flask).
+
+Secrets are stored only as SHA-256 hex digests: device tokens are
+``secrets.token_urlsafe(32)`` (256 bits); claim codes are 12 characters from
+an alphabet without look-alikes (0/O, 1/I/L), shown as ``ABCD-EFGH-JKMN``,
+single use and expiring. A claim code is short because a technician types it;
+it is only good once and for a few days.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from server.clock import parse_timestamp
+from server.db import utcnow
+from server.errors import AlreadyExists, ApiError, NotFound
+from server.schema import claim_codes, clock_anchors, devices, sites
+
+SITE_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+CLAIM_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CLAIM_LENGTH = 12
+#: Zones of Indonesia (WIB, WITA, WIT); others are accepted too.
+INDONESIAN_ZONES = ("Asia/Jakarta", "Asia/Pontianak", "Asia/Makassar", "Asia/Jayapura")
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_device_id() -> str:
+    return "dev_" + secrets.token_hex(8)
+
+
+def new_claim_code() -> str:
+    raw = "".join(secrets.choice(CLAIM_ALPHABET) for _ in range(CLAIM_LENGTH))
+    return "-".join(raw[i:i + 4] for i in range(0, CLAIM_LENGTH, 4))
+
+
+def normalise_claim_code(code: str) -> str:
+    """Case, spaces and dashes do not matter when a person types a code."""
+    return re.sub(r"[\s-]", "", code).upper()
+
+
+# -- sites ----------------------------------------------------------------------------------
+def check_site(code: str, name: str, timezone: str) -> None:
+    if not SITE_CODE.fullmatch(code):
+        raise ValueError(f"site code {code!r}: use 1-32 letters, digits, '.', '_' or '-' "
+                         f"(the NPSN of a school or the OPD code)")
+    if not name.strip():
+        raise ValueError("the site name must not be empty")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"time zone {timezone!r} is not an IANA zone name "
+                         f"(Indonesia: {', '.join(INDONESIAN_ZONES)})") from None
+
+
+def add_site(conn: Connection, code: str, name: str, timezone: str) -> None:
+    check_site(code, name, timezone)
+    if conn.execute(sa.select(sites.c.code).where(sites.c.code == code)).first():
+        raise AlreadyExists(f"site {code} already exists")
+    conn.execute(sites.insert().values(code=code, name=name.strip(), timezone=timezone,
+                                       created_at=utcnow()))
+
+
+def get_site(conn: Connection, code: str) -> dict[str, Any]:
+    row = conn.execute(sa.select(sites).where(sites.c.code == code)).mappings().first()
+    if row is None:
+        raise NotFound(f"no site {code!r} (attendance-server site list)")
+    return dict(row)
+
+
+def list_sites(conn: Connection) -> list[dict[str, Any]]:
+    count = (sa.select(sa.func.count()).where(devices.c.site_code == sites.c.code,
+                                             devices.c.revoked_at.is_(None))
+             .scalar_subquery())
+    rows = conn.execute(sa.select(sites, count.label("devices")).order_by(sites.c.code))
+    return [dict(r) for r in rows.mappings()]
+
+
+def site_reply(site: dict[str, Any]) -> dict[str, str]:
+    return {"code": site["code"], "name": site["name"], "timezone": site["timezone"]}
+
+
+# -- claim codes and enrolment -------------------------------------------------------------
+@dataclass(frozen=True)
+class ClaimCode:
+    code: str = ""  # shown once, never stored
+    site_code: str = ""
+    expires_at: datetime | None = None
+
+
+def create_claim_code(conn: Connection, site_code: str, *, hours: float,
+                      device_name: str = "") -> ClaimCode:
+    """A new single-use claim code for a device at ``site_code``, valid ``hours``."""
+    get_site(conn, site_code)
+    if hours <= 0:
+        raise ValueError("--expires-hours must be more than 0")
+    code = new_claim_code()
+    now = utcnow()
+    expires = now + timedelta(hours=hours)
+    conn.execute(claim_codes.insert().values(
+        code_hash=sha256_hex(normalise_claim_code(code)), site_code=site_code,
+        device_name=device_name, created_at=now, expires_at=expires))
+    return ClaimCode(code, site_code, expires)
+
+
+def enroll(conn: Connection, claim_code: str, hardware_id: str,
+           name: str | None) -> dict[str, Any]:
+    """Redeem a claim code: create the device and return its id, token and site."""
+    code_hash = sha256_hex(normalise_claim_code(claim_code))
+    claim = conn.execute(sa.select(claim_codes).where(claim_codes.c.code_hash == code_hash)
+                         .with_for_update()).mappings().first()
+    now = utcnow()
+    if claim is None:
+        raise ApiError(403, "claim_code_invalid", "claim code is not known")
+    if claim["used_at"] is not None:
+        raise ApiError(403, "claim_code_invalid", "claim code was already used")
+    if claim["expires_at"] <= now:
+        raise ApiError(403, "claim_code_invalid", "claim code has expired "
+                                                  "(make a new one: attendance-server device add)")
+    device_id, token = new_device_id(), new_token()
+    conn.execute(devices.insert().values(
+        device_id=device_id, site_code=claim["site_code"],
+        name=(name or "").strip() or claim["device_name"], hardware_id=hardware_id,
+        token_hash=sha256_hex(token), created_at=now, highest_seq=0))
+    # The WHERE makes the code single-use even when two enrolments race.
+    used = conn.execute(claim_codes.update()
+                        .where(claim_codes.c.code_hash == code_hash,
+                               claim_codes.c.used_at.is_(None))
+                        .values(used_at=now, device_id=device_id))
+    if used.rowcount != 1:
+        raise ApiError(403, "claim_code_invalid", "claim code was already used")
+    site = get_site(conn, claim["site_code"])
+    return {"device_id": device_id, "token": token, "site": site_reply(site)}
+
+
+# -- devices -------------------------------------------------------------------------------
+def device_for_token(conn: Connection, token: str) -> dict[str, Any] | None:
+    """The device holding ``token`` (device_id, site_code, revoked_at), or None."""
+    row = conn.execute(sa.select(devices.c.device_id, devices.c.site_code,
+                                 devices.c.revoked_at)
+                       .where(devices.c.token_hash == sha256_hex(token))).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def revoke(conn: Connection, device_id: str) -> datetime:
+    row = conn.execute(sa.select(devices.c.revoked_at).where(devices.c.device_id == device_id)
+                       ).first()
+    if row is None:
+        raise NotFound(f"no device {device_id!r} (attendance-server device list)")
+    if row.revoked_at is not None:
+        return row.revoked_at
+    now = utcnow()
+    conn.execute(devices.update().where(devices.c.device_id == device_id)
+                 .values(revoked_at=now))
+    return now
+
+
+def list_devices(conn: Connection, site_code: str | None = None) -> list[dict[str, Any]]:
+    cols = [c for c in devices.c if c.name not in ("token_hash", "missing_seq")]
+    query = sa.select(*cols).order_by(devices.c.site_code, devices.c.created_at)
+    if site_code:
+        query = query.where(devices.c.site_code == site_code)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+# -- clock anchors and heartbeats ---------------------------------------------------------
+def record_anchor(conn: Connection, device_id: str, sample: dict[str, Any], server_time: datetime,
+                  *, source: str, min_interval_s: float) -> int | None:
+    """Store a clock anchor unless one of the same boot is closer than ``min_interval_s``.
+
+    Anchors are thinned because the monotonic clock drifts slowly: one every few
+    minutes is as good as one a minute and keeps the table small. Returns the
+    new anchor's id, or None when it was skipped. The boot's first anchor is
+    always stored.
+    """
+    boot_id, mono_ns = sample["boot_id"], int(sample["mono_ns"])
+    last = conn.execute(sa.select(sa.func.max(clock_anchors.c.mono_ns))
+                        .where(clock_anchors.c.device_id == device_id,
+                               clock_anchors.c.boot_id == boot_id)).scalar()
+    if last is not None and 0 <= mono_ns - last < min_interval_s * 1e9:
+        return None
+    wall = parse_timestamp(sample["wall_time"])
+    result = conn.execute(clock_anchors.insert().values(
+        device_id=device_id, boot_id=boot_id, mono_ns=mono_ns, device_wall=wall,
+        device_synced=bool(sample.get("clock_synced", False)), server_time=server_time,
+        source=source).returning(clock_anchors.c.id))
+    return result.scalar_one()
+
+
+def clock_offset_ms(sample: dict[str, Any], server_time: datetime) -> int:
+    """Device wall clock minus server time, in milliseconds (positive: device ahead)."""
+    wall = parse_timestamp(sample["wall_time"])
+    return round((wall - server_time).total_seconds() * 1000)
+
+
+def heartbeat(conn: Connection, device_id: str, beat: dict[str, Any], server_time: datetime,
+              *, anchor_interval_s: float) -> None:
+    """Record fleet health and the heartbeat's clock anchor, in the caller's transaction."""
+    from server.ingest import reevaluate_boot
+
+    conn.execute(sa.select(devices.c.device_id).where(devices.c.device_id == device_id)
+                 .with_for_update())
+    oldest = beat.get("oldest_unsent_at")
+    backlog = beat.get("backlog")
+    conn.execute(devices.update().where(devices.c.device_id == device_id).values(
+        last_seen_at=server_time, boot_id=beat["boot_id"],
+        backlog=int(backlog) if backlog is not None else None,
+        oldest_unsent_at=parse_timestamp(oldest) if oldest else None,
+        reader_ok=beat.get("reader_ok"), readers=beat.get("readers"),
+        versions=beat.get("versions"), clock_offset_ms=clock_offset_ms(beat, server_time)))
+    anchor_id = record_anchor(conn, device_id, beat, server_time, source="heartbeat",
+                              min_interval_s=anchor_interval_s)
+    if anchor_id is not None:
+        reevaluate_boot(conn, device_id, beat["boot_id"])

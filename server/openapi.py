@@ -1,0 +1,824 @@
+"""The sync API contract as data (OpenAPI 3.1), and request validation against it.
+
+The server serves :data:`DOCUMENT` at ``/api/v1/openapi.json`` and validates
+every request body and query string against the schemas *of this document*
+(:class:`RequestValidator`), so the published contract is what the server
+enforces. docs/SYNC_API.md explains it in prose.
+
+Validation details that JSON Schema leaves open are fixed here:
+
+* ``format`` is checked: ``date-time`` needs a UTC offset (RFC 3339) and a
+  time that exists; ``date`` is a real ``YYYY-MM-DD`` day;
+* ``pattern`` follows ECMA-262 (``$`` only at the very end: ``"abc\\n"`` does
+  not match ``^abc$`` as it would with Python's ``re.search``);
+* before the schema, :func:`check_json_values` refuses strings with NUL or
+  unpaired surrogates (neither PostgreSQL nor UTF-8 can store them) and values
+  nested deeper than :data:`MAX_DEPTH`;
+* unknown properties are ignored, so that a newer edge keeps working with an
+  older server.
+
+Speed: a batch of 1000 taps takes jsonschema about 100 ms, several times the
+cost of storing it. So each request schema is also compiled
+(:func:`compile_schema`) into plain Python checks for the keywords this
+document uses. A body the compiled check accepts is accepted; anything else
+goes to jsonschema, which decides and explains (paths, messages). A test
+holds the two to the same verdict on generated bodies.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from datetime import date
+from functools import lru_cache
+from typing import Any, Callable, Iterator, Mapping
+
+from server import __version__
+from server.clock import parse_timestamp
+
+API_PREFIX = "/api/v1"
+SCHEMA_URI = "urn:attendance:sync-api:v1"
+MAX_DEPTH = 32
+MAX_INT64 = 2**63 - 1
+MAX_DETAILS = 20
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+CARD_UID_PATTERN = r"^(?:[0-9A-F]{8}|[0-9A-F]{14}|[0-9A-F]{16}|[0-9A-F]{20})$"
+DATE_TIME_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
+                     r"(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$")
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _ok(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": ID_PATTERN}
+_DATE_TIME = {"type": "string", "format": "date-time", "maxLength": 40}
+_INT64_POS = {"type": "integer", "minimum": 1, "maximum": MAX_INT64}
+_INT64_NONNEG = {"type": "integer", "minimum": 0, "maximum": MAX_INT64}
+_SERVER_TIME = {"type": "string", "format": "date-time",
+                "description": "The server's time (UTC, milliseconds) when it replied."}
+
+_COMMON_ERRORS = {
+    "400": _error("`bad_json` (not JSON) or `validation_error` (does not match the schema; "
+                  "`details` gives the path of each problem)."),
+    "413": _error("`too_large`: the body is over the limit."),
+    "503": _error("`unavailable`: the database is down; retry after `Retry-After` seconds."),
+}
+_AUTH_ERRORS = {"401": _error("`unauthorized`: token missing, unknown or revoked.")}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": [
+                        "bad_json", "validation_error", "unauthorized", "forbidden",
+                        "claim_code_invalid", "not_found", "method_not_allowed", "too_large",
+                        "too_many_requests", "unavailable", "internal_error", "bad_request"]},
+                    "message": {"type": "string"},
+                    "details": {"type": "array", "items": {
+                        "type": "object", "required": ["path", "message"],
+                        "properties": {"path": {"type": "string"},
+                                       "message": {"type": "string"}}}},
+                },
+            },
+        },
+    },
+    "Site": {
+        "type": "object",
+        "required": ["code", "name", "timezone"],
+        "properties": {
+            "code": {"type": "string", "description": "NPSN of a school or OPD code."},
+            "name": {"type": "string"},
+            "timezone": {"type": "string", "description": "IANA zone, e.g. Asia/Jakarta."},
+        },
+    },
+    "EnrollRequest": {
+        "type": "object",
+        "required": ["claim_code", "hardware_id"],
+        "properties": {
+            "claim_code": {"type": "string", "minLength": 1, "maxLength": 64,
+                           "description": "From `attendance-server device add`; "
+                                          "case, spaces and dashes do not matter."},
+            "hardware_id": {"type": "string", "minLength": 1, "maxLength": 200},
+            "name": {"type": ["string", "null"], "maxLength": 100},
+        },
+    },
+    "EnrollReply": {
+        "type": "object",
+        "required": ["device_id", "token", "site", "server_time"],
+        "properties": {
+            "device_id": {"type": "string"},
+            "token": {"type": "string", "description": "The device's bearer token; "
+                                                       "shown once, stored hashed."},
+            "site": _ref("Site"),
+            "server_time": _SERVER_TIME,
+        },
+    },
+    "ClockSample": {
+        "type": "object",
+        "description": "The device's clocks at one moment: with the server's receive "
+                       "time it makes a clock anchor.",
+        "required": ["boot_id", "mono_ns", "wall_time"],
+        "properties": {
+            "boot_id": _ID,
+            "mono_ns": _INT64_NONNEG,
+            "wall_time": _DATE_TIME,
+            "clock_synced": {"type": "boolean", "default": False},
+        },
+    },
+    "Tap": {
+        "type": "object",
+        "required": ["event_id", "seq", "card_uid", "tapped_at", "boot_id", "mono_ns",
+                     "clock_synced", "verdict"],
+        "properties": {
+            "event_id": {**_ID, "description": "UUID made on the edge; the idempotency key."},
+            "device_id": {"type": ["string", "null"], "maxLength": 40,
+                          "description": "Omitted or null for taps recorded before "
+                                         "enrolment; else must be the token's device."},
+            "seq": {**_INT64_POS, "description": "Gapless per-device sequence number."},
+            "card_uid": {"type": "string", "pattern": CARD_UID_PATTERN,
+                         "description": "Uppercase hex, 4, 7, 8 or 10 bytes."},
+            "tapped_at": {**_DATE_TIME, "description": "Device wall clock with UTC offset."},
+            "boot_id": _ID,
+            "mono_ns": _INT64_NONNEG,
+            "clock_synced": {"type": "boolean"},
+            "reader": {"type": "string", "maxLength": 64, "default": ""},
+            "verdict": {"type": "string",
+                        "enum": ["accepted", "unknown", "blocked", "duplicate"]},
+        },
+    },
+    "TapBatch": {
+        "type": "object",
+        "required": ["taps"],
+        "properties": {
+            "clock": _ref("ClockSample"),
+            "taps": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _ref("Tap"),
+                     "description": "More than 1000 taps is refused with 413."},
+        },
+    },
+    "TapResult": {
+        "type": "object",
+        "required": ["event_id", "seq", "status"],
+        "properties": {
+            "event_id": {"type": "string"},
+            "seq": {"type": "integer"},
+            "status": {"type": "string", "enum": ["accepted", "duplicate", "conflict"]},
+        },
+    },
+    "TapBatchReply": {
+        "type": "object",
+        "required": ["results", "missing_seq", "highest_seq", "server_time"],
+        "properties": {
+            "results": {"type": "array", "items": _ref("TapResult")},
+            "missing_seq": {
+                "type": "array",
+                "description": "Ranges [first, last] of seq below highest_seq never received "
+                               "from this device (at most 100 ranges, lowest first).",
+                "items": {"type": "array", "prefixItems": [{"type": "integer"},
+                                                           {"type": "integer"}],
+                          "minItems": 2, "maxItems": 2},
+            },
+            "highest_seq": {"type": "integer"},
+            "server_time": _SERVER_TIME,
+        },
+    },
+    "ReaderHealth": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "maxLength": 64},
+            "driver": {"type": ["string", "null"], "maxLength": 32},
+            "connected": {"type": ["boolean", "null"]},
+            "error": {"type": ["string", "null"], "maxLength": 500},
+        },
+    },
+    "Heartbeat": {
+        "type": "object",
+        "required": ["boot_id", "mono_ns", "wall_time"],
+        "properties": {
+            "boot_id": _ID,
+            "mono_ns": _INT64_NONNEG,
+            "wall_time": _DATE_TIME,
+            "clock_synced": {"type": "boolean", "default": False},
+            "backlog": {**_INT64_NONNEG, "description": "Taps not yet acknowledged."},
+            "oldest_unsent_at": {"type": ["string", "null"], "format": "date-time",
+                                 "maxLength": 40},
+            "reader_ok": {"type": ["boolean", "null"]},
+            "readers": {"type": "array", "maxItems": 16, "items": _ref("ReaderHealth")},
+            "versions": {"type": "object", "maxProperties": 32,
+                         "propertyNames": {"maxLength": 64},
+                         "additionalProperties": {"type": "string", "maxLength": 100}},
+        },
+    },
+    "HeartbeatReply": {
+        "type": "object",
+        "required": ["server_time", "heartbeat_seconds"],
+        "properties": {"server_time": _SERVER_TIME, "heartbeat_seconds": {"type": "integer"}},
+    },
+    "RosterCard": {
+        "type": "object",
+        "required": ["card_uid", "person_id", "name", "kind", "group", "status"],
+        "properties": {
+            "card_uid": {"type": "string"},
+            "person_id": {"type": "string", "description": "NISN, NIP or a local id."},
+            "name": {"type": "string"},
+            "kind": {"type": "string", "enum": ["student", "employee", ""]},
+            "group": {"type": "string", "description": "Rombel (class) or unit."},
+            "status": {"type": "string", "enum": ["active", "blocked", "lost", "replaced"]},
+        },
+    },
+    "RosterReply": {
+        "type": "object",
+        "required": ["cursor", "full", "cards", "removed", "server_time"],
+        "properties": {
+            "cursor": {"type": "string", "description": "Pass as `since` next time."},
+            "full": {"type": "boolean",
+                     "description": "True: `cards` is the whole roster (replace the cache)."},
+            "cards": {"type": "array", "items": _ref("RosterCard")},
+            "removed": {"type": "array", "items": {"type": "string"},
+                        "description": "Card UIDs that left the site's roster."},
+            "server_time": _SERVER_TIME,
+        },
+    },
+    "Excuse": {
+        "type": "object",
+        "required": ["excuse_id", "person_id", "kind", "date_from", "date_to"],
+        "properties": {
+            "excuse_id": _ID,
+            "person_id": {"type": "string", "minLength": 1, "maxLength": 32,
+                          "pattern": ID_PATTERN},
+            "kind": {"type": "string", "enum": ["sakit", "izin", "dinas_luar", "cuti"]},
+            "date_from": {"type": "string", "format": "date"},
+            "date_to": {"type": "string", "format": "date",
+                        "description": "On or after date_from."},
+            "note": {"type": ["string", "null"], "maxLength": 1000},
+        },
+    },
+    "ExcuseBatch": {
+        "type": "object",
+        "required": ["excuses"],
+        "properties": {
+            "excuses": {"type": "array", "minItems": 1, "maxItems": 1000,
+                        "items": _ref("Excuse")},
+        },
+    },
+    "ExcuseReply": {
+        "type": "object",
+        "required": ["results", "server_time"],
+        "properties": {
+            "results": {"type": "array", "items": {
+                "type": "object", "required": ["excuse_id", "status"],
+                "properties": {"excuse_id": {"type": "string"},
+                               "status": {"type": "string",
+                                          "enum": ["accepted", "duplicate"]}}}},
+            "server_time": _SERVER_TIME,
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "database"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "database": {"type": "string"},
+            "server_time": _SERVER_TIME,
+        },
+    },
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Smart-card attendance sync API",
+        "version": "1",
+        "summary": "Edge readers push card taps, heartbeats and excuses; pull their roster.",
+        "description": "See docs/SYNC_API.md. Every successful reply carries `server_time`. "
+                       "Errors are JSON: `{\"error\": {\"code\", \"message\", \"details\"}}`. "
+                       "Unknown properties in request bodies are ignored.",
+        "license": {"name": "MIT", "identifier": "MIT"},
+        "x-server-version": __version__,
+    },
+    "servers": [{"url": API_PREFIX}],
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {
+            "deviceToken": {"type": "http", "scheme": "bearer",
+                            "description": "The token a device got from /devices/enroll."},
+        },
+    },
+    "paths": {
+        "/devices/enroll": {
+            "post": {
+                "operationId": "enrollDevice",
+                "summary": "Exchange a single-use claim code for a device id and token.",
+                "security": [],
+                "requestBody": _body("EnrollRequest"),
+                "responses": {
+                    "200": _ok("Enrolled.", "EnrollReply"),
+                    "403": _error("`claim_code_invalid`: the code is unknown, used or expired."),
+                    **_COMMON_ERRORS,
+                },
+            },
+        },
+        "/taps": {
+            "post": {
+                "operationId": "pushTaps",
+                "summary": "Store a batch of taps (all or nothing, idempotent by event_id).",
+                "security": [{"deviceToken": []}],
+                "requestBody": _body("TapBatch"),
+                "responses": {
+                    "200": _ok("Every tap is named with accepted, duplicate or conflict.",
+                               "TapBatchReply"),
+                    **_AUTH_ERRORS,
+                    "403": _error("`forbidden`: a tap names another device; nothing stored."),
+                    **_COMMON_ERRORS,
+                    "413": _error("`too_large`: over the size limit or more than 1000 taps."),
+                },
+            },
+        },
+        "/heartbeat": {
+            "post": {
+                "operationId": "heartbeat",
+                "summary": "Fleet health and a clock anchor.",
+                "security": [{"deviceToken": []}],
+                "requestBody": _body("Heartbeat"),
+                "responses": {"200": _ok("Recorded.", "HeartbeatReply"), **_AUTH_ERRORS,
+                              **_COMMON_ERRORS},
+            },
+        },
+        "/roster": {
+            "get": {
+                "operationId": "getRoster",
+                "summary": "The roster of the device's site: whole, or the changes since a "
+                           "cursor.",
+                "security": [{"deviceToken": []}],
+                "parameters": [{
+                    "name": "since", "in": "query", "required": False,
+                    "description": "The cursor of the previous reply. Missing, or a cursor "
+                                   "the server can no longer serve: the whole roster.",
+                    "schema": {"type": "string", "maxLength": 64},
+                }],
+                "responses": {"200": _ok("The roster or its delta.", "RosterReply"),
+                              **_AUTH_ERRORS, **_COMMON_ERRORS},
+            },
+        },
+        "/excuses": {
+            "post": {
+                "operationId": "pushExcuses",
+                "summary": "Store excuse records (sakit, izin, dinas luar, cuti), idempotent "
+                           "by excuse_id.",
+                "security": [{"deviceToken": []}],
+                "requestBody": _body("ExcuseBatch"),
+                "responses": {"200": _ok("Stored.", "ExcuseReply"), **_AUTH_ERRORS,
+                              **_COMMON_ERRORS},
+            },
+        },
+        "/health": {
+            "get": {
+                "operationId": "health",
+                "summary": "Liveness and database reachability (for load balancers).",
+                "security": [],
+                "responses": {
+                    "200": _ok("The server and its database answer.", "Health"),
+                    "503": _error("`unavailable`: the database does not answer."),
+                },
+            },
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document.",
+                "security": [],
+                "responses": {"200": {"description": "The OpenAPI document.",
+                                      "content": {"application/json": {
+                                          "schema": {"type": "object"}}}}},
+            },
+        },
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """A copy of the document, safe to hand out."""
+    return copy.deepcopy(DOCUMENT)
+
+
+# -- validation -----------------------------------------------------------------------------
+class Problem(Exception):
+    """A request that does not match the contract; ``details`` are (path, message) dicts."""
+
+    def __init__(self, details: list[dict[str, str]]) -> None:
+        self.details = details
+        first = details[0]
+        where = f"{first['path']}: " if first["path"] else ""
+        more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+        super().__init__(f"{where}{first['message']}{more}")
+
+
+def json_path(parts: Any) -> str:
+    """``["taps", 3, "seq"]`` -> ``taps[3].seq``."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def check_json_values(value: Any, at: tuple[Any, ...] = ()) -> None:
+    """Refuse NUL, unpaired surrogates and deep nesting anywhere in a parsed JSON value
+    (found at path ``at`` of the body)."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, at)]
+    problems: list[dict[str, str]] = []
+    while stack and len(problems) < MAX_DETAILS:
+        item, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            problems.append({"path": json_path(path),
+                             "message": f"nested more than {MAX_DEPTH} levels deep"})
+            continue
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                reason = _bad_text(key)
+                if reason:
+                    problems.append({"path": json_path(path), "message": f"a key {reason}"})
+                stack.append((sub, (*path, key)))
+        elif isinstance(item, list):
+            stack.extend((sub, (*path, i)) for i, sub in enumerate(item))
+        elif isinstance(item, str):
+            reason = _bad_text(item)
+            if reason:
+                problems.append({"path": json_path(path), "message": f"the string {reason}"})
+    if problems:
+        raise Problem(sorted(problems, key=lambda p: p["path"]))
+
+
+def _bad_text(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains an unpaired surrogate (not valid Unicode)"
+    return None
+
+
+def _check_date_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not re.fullmatch(DATE_TIME_PATTERN[1:-1], value):
+        return False
+    try:
+        parse_timestamp(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_date(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not re.fullmatch(DATE_PATTERN[1:-1], value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+#: The formats checked, by jsonschema and by the compiled checks alike.
+_FORMAT_CHECKS: dict[str, Callable[[Any], bool]] = {"date-time": _check_date_time,
+                                                    "date": _check_date}
+
+
+@lru_cache(maxsize=None)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _ecma_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "string"):
+        return
+    match = _compiled(pattern).search(instance)
+    # ECMA-262 "$" (no multiline flag) matches only at the end of the input.
+    if match is None or (pattern.endswith("$") and not pattern.endswith("\\$")
+                         and match.end() != len(instance)):
+        yield ValidationError(f"{_short(instance)} does not match {pattern!r}")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+@lru_cache(maxsize=1)
+def _validator_class() -> Any:
+    from jsonschema import Draft202012Validator, FormatChecker
+    from jsonschema.validators import extend
+
+    formats = FormatChecker(formats=())
+    for name, check in _FORMAT_CHECKS.items():
+        formats.checks(name)(check)
+    cls = extend(Draft202012Validator, {"pattern": _ecma_pattern})
+    return cls, formats
+
+
+#: Raw JSON text that may hold NUL or a surrogate: only as \u escapes (JSON forbids raw
+#: control characters and UTF-8 cannot encode surrogates).
+_SUSPICIOUS = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_ANNOTATIONS = frozenset({"description", "default", "title", "examples", "deprecated"})
+Check = Callable[[Any, int], bool]
+
+#: Python tests of JSON Schema's types, as jsonschema's Draft 2020-12 checker has them
+#: (booleans are not numbers; 1.0 is an integer).
+_TYPE_TESTS = {
+    "string": "isinstance({x}, str)",
+    "integer": "((isinstance({x}, int) and not isinstance({x}, bool))"
+               " or (isinstance({x}, float) and {x}.is_integer()))",
+    "number": "(isinstance({x}, (int, float)) and not isinstance({x}, bool))",
+    "boolean": "isinstance({x}, bool)",
+    "null": "{x} is None",
+    "object": "isinstance({x}, dict)",
+    "array": "isinstance({x}, list)",
+}
+_COMPILED_KEYWORDS = frozenset({
+    "type", "enum", "required", "properties", "additionalProperties", "propertyNames",
+    "maxProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "pattern",
+    "format", "minimum", "maximum"})
+
+
+def _depth_ok(value: Any, depth: int) -> bool:
+    """No deeper than :data:`MAX_DEPTH` (iteratively: the value may be deep)."""
+    stack = [(value, depth)]
+    while stack:
+        item, level = stack.pop()
+        if level > MAX_DEPTH:
+            return False
+        if isinstance(item, dict):
+            stack.extend((sub, level + 1) for sub in item.values())
+        elif isinstance(item, list):
+            stack.extend((sub, level + 1) for sub in item)
+    return True
+
+
+class _Codegen:
+    """Writes Python source checking a schema: one function per ``$ref``d schema,
+    everything else inline. Each function is ``f(value, depth) -> bool``.
+
+    Only the keywords this document uses are supported; any other raises
+    ValueError, so a compiled check can never silently skip a rule. Strings
+    are not checked for NUL or surrogates here: the caller only trusts a
+    compiled check for JSON text without such escapes.
+    """
+
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        self.doc = doc
+        self.source: list[str] = []
+        self.env: dict[str, Any] = {"_depth_ok": _depth_ok, "_MISSING": object()}
+        self.by_ref: dict[str, str] = {}
+        self.names = 0
+
+    def fresh(self, prefix: str) -> str:
+        self.names += 1
+        return f"{prefix}{self.names}"
+
+    def constant(self, value: Any) -> str:
+        name = self.fresh("c")
+        self.env[name] = value
+        return name
+
+    def function(self, schema: Mapping[str, Any]) -> str:
+        """The name of a function checking ``schema`` (written once per ``$ref``)."""
+        if "$ref" in schema:
+            self.checks(schema, "x", "d", 1)  # writes the function once
+            return self.by_ref[schema["$ref"]]
+        name = self.fresh("f")
+        lines = [f"def {name}(x, d):", *self.checks(schema, "x", "d", 1), "    return True"]
+        self.source.append("\n".join(lines))
+        return name
+
+    def checks(self, schema: Mapping[str, Any], x: str, d: str, level: int) -> list[str]:
+        """Lines that ``return False`` unless the value in variable ``x`` matches."""
+        pad = "    " * level
+        if "$ref" in schema:
+            if set(schema) - {"$ref"} - _ANNOTATIONS:
+                raise ValueError("$ref with sibling keywords")
+            if schema["$ref"] not in self.by_ref:
+                target: Any = self.doc
+                for part in schema["$ref"].removeprefix("#/").split("/"):
+                    target = target[part]
+                self.by_ref[schema["$ref"]] = name = self.fresh("f")
+                lines = [f"def {name}(x, d):", *self.checks(target, "x", "d", 1),
+                         "    return True"]
+                self.source.append("\n".join(lines))
+            return [f"{pad}if not {self.by_ref[schema['$ref']]}({x}, {d}): return False"]
+        unknown = set(schema) - _ANNOTATIONS - _COMPILED_KEYWORDS
+        if unknown:
+            raise ValueError(f"keywords not compiled: {sorted(unknown)}")
+        out: list[str] = []
+        if "type" in schema:
+            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            tests = " or ".join(_TYPE_TESTS[t].format(x=x) for t in types)
+            out.append(f"{pad}if not ({tests}): return False")
+        if "enum" in schema:
+            if not all(isinstance(o, str) for o in schema["enum"]):
+                raise ValueError("only enums of strings are compiled")
+            out.append(f"{pad}if not (isinstance({x}, str) and {x} in "
+                       f"{self.constant(frozenset(schema['enum']))}): return False")
+        inner = pad + "    "
+        string = []
+        if "minLength" in schema or "maxLength" in schema:
+            low, high = schema.get("minLength", 0), schema.get("maxLength", 10**18)
+            string.append(f"{inner}if not {low} <= len({x}) <= {high}: return False")
+        if "pattern" in schema:
+            pattern = schema["pattern"]
+            m = self.fresh("m")
+            string.append(f"{inner}{m} = {self.constant(_compiled(pattern))}.search({x})")
+            string.append(f"{inner}if {m} is None: return False")
+            if pattern.endswith("$") and not pattern.endswith("\\$"):
+                string.append(f"{inner}if {m}.end() != len({x}): return False")
+        if string:
+            out += [f"{pad}if isinstance({x}, str):", *string]
+        if "format" in schema:
+            checker = _FORMAT_CHECKS.get(schema["format"])
+            if checker is None:
+                raise ValueError(f"format {schema['format']!r} is not checked")
+            out.append(f"{pad}if not {self.constant(checker)}({x}): return False")
+        if "minimum" in schema or "maximum" in schema:
+            out.append(f"{pad}if {_TYPE_TESTS['number'].format(x=x)}:")
+            if "minimum" in schema:
+                out.append(f"{inner}if {x} < {schema['minimum']!r}: return False")
+            if "maximum" in schema:
+                out.append(f"{inner}if {x} > {schema['maximum']!r}: return False")
+        array = []
+        if "minItems" in schema or "maxItems" in schema:
+            low, high = schema.get("minItems", 0), schema.get("maxItems", 10**18)
+            array.append(f"{inner}if not {low} <= len({x}) <= {high}: return False")
+        if "items" in schema:
+            item = self.fresh("i")
+            array += [f"{inner}for {item} in {x}:",
+                      *self.checks(schema["items"], item, f"{d} + 1", level + 2)]
+        if array:
+            out += [f"{pad}if isinstance({x}, list):", *array]
+        obj = []
+        if "required" in schema:
+            required = self.constant(frozenset(schema["required"]))
+            obj.append(f"{inner}if not {x}.keys() >= {required}: return False")
+        if "maxProperties" in schema:
+            obj.append(f"{inner}if len({x}) > {schema['maxProperties']}: return False")
+        if "propertyNames" in schema:
+            k = self.fresh("k")
+            obj += [f"{inner}for {k} in {x}:",
+                    *self.checks(schema["propertyNames"], k, d, level + 2)]
+        if "properties" in schema or "additionalProperties" in schema:
+            properties = schema.get("properties", {})
+            for key, sub in properties.items():
+                v = self.fresh("v")
+                obj += [f"{inner}{v} = {x}.get({key!r}, _MISSING)",
+                        f"{inner}if {v} is not _MISSING:",
+                        *self.checks(sub, v, f"{d} + 1", level + 2)]
+            known = self.constant(frozenset(properties))
+            extra = schema.get("additionalProperties", True)
+            k = self.fresh("k")
+            if extra is False:
+                obj.append(f"{inner}if {x}.keys() - {known}: return False")
+            elif extra is True:
+                # Ignored, but held to the same depth rule as the slow path.
+                obj += [f"{inner}for {k} in {x}.keys() - {known}:",
+                        f"{inner}    if not _depth_ok({x}[{k}], {d} + 1): return False"]
+            else:
+                value = self.fresh("v")
+                obj += [f"{inner}for {k} in {x}.keys() - {known}:",
+                        f"{inner}    {value} = {x}[{k}]",
+                        *self.checks(extra, value, f"{d} + 1", level + 2)]
+        if obj:
+            out += [f"{pad}if isinstance({x}, dict):", *obj]
+        return out
+
+
+def compile_schema(schema: Mapping[str, Any], doc: Mapping[str, Any] = DOCUMENT) -> Check:
+    """Compile ``schema`` (refs into ``doc``) into ``check(value, depth) -> bool``."""
+    gen = _Codegen(doc)
+    entry = gen.function(schema)
+    code = compile("\n\n".join(gen.source), f"<compiled schema {schema!r:.60}>", "exec")
+    exec(code, gen.env)  # noqa: S102 - our own document, generated above
+    return gen.env[entry]
+
+
+class RequestValidator:
+    """Validators for every operation's body and query, built from :data:`DOCUMENT`."""
+
+    def __init__(self, doc: Mapping[str, Any] = DOCUMENT) -> None:
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT202012
+
+        cls, formats = _validator_class()
+        registry = Registry().with_resource(
+            SCHEMA_URI, Resource(contents=doc, specification=DRAFT202012))
+        self._bodies: dict[tuple[str, str], Any] = {}
+        self._fast: dict[tuple[str, str], Check] = {}
+        self._queries: dict[tuple[str, str], tuple[Any, list[str]]] = {}
+        for path, item in doc["paths"].items():
+            for method, op in item.items():
+                key = (path, method.upper())
+                content = op.get("requestBody", {}).get("content", {})
+                schema = content.get("application/json", {}).get("schema")
+                if schema is not None:
+                    self._bodies[key] = cls({"$ref": SCHEMA_URI + schema["$ref"]},
+                                            registry=registry, format_checker=formats)
+                    self._fast[key] = compile_schema(schema, doc)
+                params = [p for p in op.get("parameters", []) if p["in"] == "query"]
+                if params:
+                    query_schema = {
+                        "type": "object",
+                        "properties": {p["name"]: p["schema"] for p in params},
+                        "required": [p["name"] for p in params if p.get("required")],
+                    }
+                    self._queries[key] = (cls(query_schema, registry=registry,
+                                              format_checker=formats),
+                                          [p["name"] for p in params])
+
+    def has_body(self, path: str, method: str) -> bool:
+        return (path, method.upper()) in self._bodies
+
+    def body(self, path: str, method: str, value: Any, raw: bytes | None = None) -> None:
+        """Raise :class:`Problem` unless ``value`` matches the operation's request body.
+
+        ``raw``, the JSON text ``value`` was parsed from, lets a clean body skip the
+        NUL/surrogate scan.
+        """
+        key = (path, method.upper())
+        if raw is not None and not _SUSPICIOUS.search(raw) and self._fast[key](value, 0):
+            return
+        check_json_values(value)
+        try:
+            errors = list(itertools.islice(self._bodies[key].iter_errors(value), MAX_DETAILS))
+            details = _details(errors)
+        except RecursionError:
+            raise Problem([{"path": "", "message": "nested too deeply"}]) from None
+        if details:
+            raise Problem(details)
+
+    def fast_check(self, path: str, method: str, value: Any) -> bool:
+        """The compiled check alone (for tests comparing it with jsonschema)."""
+        return self._fast[(path, method.upper())](value, 0)
+
+    def query(self, path: str, method: str, args: Mapping[str, list[str]]) -> dict[str, str]:
+        """Check the operation's query parameters; returns them as single strings."""
+        entry = self._queries.get((path, method.upper()))
+        if entry is None:
+            return {}
+        validator, names = entry
+        problems = []
+        values: dict[str, str] = {}
+        for name in names:
+            given = args.get(name) or []
+            if len(given) > 1:
+                problems.append({"path": name, "message": "given more than once"})
+            elif given:
+                values[name] = given[0]
+        if not problems:
+            try:
+                check_json_values(values)
+            except Problem as exc:
+                problems.extend(exc.details)
+        if not problems:
+            problems = _details(list(itertools.islice(validator.iter_errors(values),
+                                                      MAX_DETAILS)))
+        if problems:
+            raise Problem(problems)
+        return values
+
+
+def _details(errors: list[Any]) -> list[dict[str, str]]:
+    details = []
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
+        message = error.message
+        if len(message) > 300:
+            message = message[:300] + "…"
+        details.append({"path": json_path(error.absolute_path), "message": message})
+    return details
