@@ -1,17 +1,23 @@
-"""``attendance-demo``: an edge with a simulated reader and a demo roster.
+"""``attendance-demo``: a central server and an edge with a simulated reader.
 
-Creates (or reuses) a folder with an edge configuration, loads a small
-synthetic roster (students of one school and a few staff; every name and
-number is made up), starts ``attendance-edge run`` and prints how to tap
-cards from another terminal. Ctrl-C stops it; the taps stay in the folder.
+Creates (or reuses) a folder with a server database (SQLite) and an edge
+configuration, registers a demo school with a small synthetic roster
+(students and a few staff; every name and number is made up), starts
+``attendance-server run``, enrols the edge with a claim code, starts
+``attendance-edge run`` and prints how to tap cards from another terminal.
+Taps sync to the server within seconds. Ctrl-C stops both; the data stays in
+the folder.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -76,33 +82,111 @@ def write_demo(directory: Path) -> tuple[Path, list[dict[str, str]]]:
     return config, rows
 
 
+DEMO_SITE = "20401234"
+
+
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+
+def _check(result: subprocess.CompletedProcess, what: str) -> None:
+    if result.returncode:
+        click.echo(f"attendance-demo: error: {what} failed:\n{result.stdout}{result.stderr}",
+                   err=True)
+        sys.exit(1)
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise OSError("no free port")
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> bool:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the demo's configuration and data (default: a new temp folder).")
-def main(directory: Path | None) -> None:
-    """Run a demo edge with a simulated reader and a demo roster."""
-    directory = directory or Path(tempfile.mkdtemp(prefix="attendance-demo-"))
-    directory = directory.resolve()
+@click.option("--port", type=int, default=8080, show_default=True,
+              help="Port of the central server on 127.0.0.1 (another is taken if busy).")
+def main(directory: Path | None, port: int) -> None:
+    """Run a demo: a central server and an edge with a simulated reader and demo roster."""
+    directory = (directory or Path(tempfile.mkdtemp(prefix="attendance-demo-"))).resolve()
     config, rows = write_demo(directory)
+    roster = directory / "roster.csv"
+    server_env = {**os.environ, "DATABASE_URL": f"sqlite:///{directory / 'server' / 'server.db'}"}
+    server_env.pop("ATTENDANCE_SERVER_CONFIG", None)
+    (directory / "server").mkdir(exist_ok=True)
+    server = [sys.executable, "-m", "server.cli"]
     edge = [sys.executable, "-m", "edge.cli", "--config", str(config)]
-    loaded = subprocess.run([*edge, "roster", "load", str(directory / "roster.csv")],
-                            capture_output=True, text=True)
-    if loaded.returncode:
-        click.echo(loaded.stderr, err=True)
-        sys.exit(1)
-    service = subprocess.Popen([*edge, "run"])
-    sock = directory / "data" / "control.sock"
-    deadline = time.monotonic() + 30
-    while not sock.exists() and service.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if service.poll() is not None or not sock.exists():
-        click.echo("attendance-demo: error: the edge service did not start", err=True)
-        service.kill()
-        sys.exit(1)
-    cli = shutil.which("attendance-edge") or f"{sys.executable} -m edge.cli"
-    student, staff, lost = rows[0], rows[12], rows[-1]
-    click.echo(f"""
-Demo edge running (data in {directory}).
+
+    _check(_run([*server, "init-db"], server_env), "attendance-server init-db")
+    sites = _run([*server, "site", "list", "--json"], server_env)
+    _check(sites, "attendance-server site list")
+    if DEMO_SITE not in sites.stdout:
+        _check(_run([*server, "site", "add", DEMO_SITE, "--name",
+                     "SD Negeri 001 Pekanbaru (demo)", "--timezone", "Asia/Jakarta"],
+                    server_env), "attendance-server site add")
+    _check(_run([*server, "roster", "import", "--site", DEMO_SITE, str(roster)], server_env),
+           "attendance-server roster import")
+    port = _free_port(port)
+    url = f"http://127.0.0.1:{port}"
+    server_proc = subprocess.Popen([*server, "run", "--host", "127.0.0.1", "--port", str(port)],
+                                   env=server_env)
+    procs = [server_proc]
+
+    def stop(*_: object) -> None:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        if not _wait_http(url + "/api/v1/health", server_proc):
+            click.echo("attendance-demo: error: the central server did not start", err=True)
+            sys.exit(1)
+        if not (directory / "data" / "device.json").exists():
+            added = _run([*server, "device", "add", "--site", DEMO_SITE, "--name", "gerbang",
+                          "--json"], server_env)
+            _check(added, "attendance-server device add")
+            code = json.loads(added.stdout)["claim_code"]
+            _check(_run([*edge, "enroll", "--server", url, "--code", code]), "attendance-edge enroll")
+        _check(_run([*edge, "roster", "load", str(roster)]), "attendance-edge roster load")
+        edge_proc = subprocess.Popen([*edge, "run"])
+        procs.append(edge_proc)
+        sock = directory / "data" / "control.sock"
+        deadline = time.monotonic() + 30
+        while not sock.exists() and edge_proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if edge_proc.poll() is not None or not sock.exists():
+            click.echo("attendance-demo: error: the edge service did not start", err=True)
+            sys.exit(1)
+        cli = shutil.which("attendance-edge") or f"{sys.executable} -m edge.cli"
+        scli = shutil.which("attendance-server") or f"{sys.executable} -m server.cli"
+        student, staff, lost = rows[0], rows[12], rows[-1]
+        click.echo(f"""
+Demo running (data in {directory}).
+  central server: {url}/api/v1/health  (API {url}/api/v1/openapi.json)
+  edge:           simulated reader "gerbang", enrolled at site {DEMO_SITE}
+
 From another terminal, tap cards:
 
   {cli} --config {config} tap {student['card_uid']}   # {student['name']}, {student['group']}: accepted
@@ -114,19 +198,19 @@ From another terminal, tap cards:
 and look:
 
   {cli} --config {config} status
-  {cli} --config {config} taps
+  DATABASE_URL=sqlite:///{directory / 'server' / 'server.db'} {scli} taps
 
-The roster is {directory / 'roster.csv'}. The central server comes in a later release;
-until then taps stay in the edge's outbox. Ctrl-C stops the demo.
-""", err=False)
-    sys.stdout.flush()
-
-    def stop(*_: object) -> None:
-        service.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    code = service.wait()
+Ctrl-C stops the demo.
+""")
+        sys.stdout.flush()
+        code = edge_proc.wait()
+    finally:
+        stop()
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     click.echo(f"demo stopped; its data stays in {directory}")
     sys.exit(code)
 

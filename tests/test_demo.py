@@ -1,14 +1,18 @@
 import csv
+import json
+import os
 import signal
 import subprocess
 import sys
+import time
 
 from tests.edge_process import edge_cmd
 
 
 def test_demo_runs_and_accepts_taps(tmp_path):
     demo = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "provisioning.demo", "--dir", str(demo)],
+    proc = subprocess.Popen([sys.executable, "-m", "provisioning.demo", "--dir", str(demo),
+                             "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = []
@@ -17,7 +21,7 @@ def test_demo_runs_and_accepts_taps(tmp_path):
             if "Ctrl-C stops the demo" in line:
                 break
         text = "".join(lines)
-        assert "Demo edge running" in text, text
+        assert "Demo running" in text and "central server: http://127.0.0.1:" in text, text
         config = demo / "edge.toml"
         rows = list(csv.DictReader((demo / "roster.csv").open()))
         assert len(rows) == 16 and rows[-1]["status"] == "lost"
@@ -26,6 +30,17 @@ def test_demo_runs_and_accepts_taps(tmp_path):
         assert edge_cmd(config, "tap", student["card_uid"]).stdout.startswith("accepted:")
         assert edge_cmd(config, "tap", rows[-1]["card_uid"]).stdout.startswith("blocked:")
         assert edge_cmd(config, "tap", "04DEADBEEF0001").stdout.startswith("unknown:")
+        # The taps reach the central server by themselves.
+        env = {**os.environ, "DATABASE_URL": f"sqlite:///{demo / 'server' / 'server.db'}"}
+        deadline = time.monotonic() + 30
+        stored = []
+        while time.monotonic() < deadline and len(stored) < 3:
+            out = subprocess.run([sys.executable, "-m", "server.cli", "taps", "--json"],
+                                 capture_output=True, text=True, env=env).stdout
+            stored = [json.loads(line) for line in out.splitlines() if line.strip()]
+            time.sleep(0.3)
+        assert sorted(t["card_uid"] for t in stored) == sorted(
+            [student["card_uid"], rows[-1]["card_uid"], "04DEADBEEF0001"])
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
