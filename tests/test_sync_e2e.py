@@ -198,3 +198,19 @@ def test_revoked_device_stops_and_keeps_its_taps(tmp_path, server):
     refused = edge_cmd(config, "sync", check=False)
     assert refused.returncode == 1 and "401" in refused.stdout
     assert backlog(config) == 5
+
+
+def test_a_week_offline_then_catching_up(tmp_path, server):
+    """100,000 taps buffered while the server was unreachable drain exactly once."""
+    config = sync_config(tmp_path, server.url, batch=500, timeout=60)
+    enrol(config, server)
+    ids = fill_outbox(tmp_path / "data" / "edge.db", 100_000)
+    assert backlog(config) == 100_000
+    edge = EdgeProcess(config)
+    try:
+        edge.wait_ready()
+        wait_for(lambda: backlog(config) == 0, 240, "a week's backlog drained")
+    finally:
+        assert edge.terminate() == 0
+    assert_exactly_once(server, ids)
+    assert len(server.stored_taps()) == 100_000
