@@ -158,8 +158,8 @@ def test_two_presentations_make_two_taps(make_reader, emulator):
     emu = emulator(port, "felica", FELICA_IDM, times=2, hold=0.3)
     reader = make_reader(f"udp:localhost:{port}").open()
 
-    first = reader.wait_for_tap(timeout=10)
-    second = reader.wait_for_tap(timeout=10)
+    first = reader.wait_for_tap(timeout=20)
+    second = reader.wait_for_tap(timeout=20)
 
     code, out = emu.finish()
     assert code == 0, out
