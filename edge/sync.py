@@ -217,7 +217,11 @@ def roster_entries(cards: list[dict[str, Any]]) -> list[RosterEntry]:
         status = card.get("status", "active")
         if status not in CARD_STATUSES:
             raise SyncError(f"roster reply: unknown card status {status!r}")
-        entries.append(RosterEntry(normalise_uid(card["card_uid"]), str(card["person_id"]),
+        try:
+            uid = normalise_uid(card["card_uid"])
+        except (KeyError, ValueError) as exc:
+            raise SyncError(f"roster reply: bad card: {exc}") from None
+        entries.append(RosterEntry(uid, str(card.get("person_id", "")),
                                    card.get("name") or "", card.get("kind") or "",
                                    card.get("group") or "", status))
     return entries
@@ -436,7 +440,12 @@ class SyncWorker:
             if wait > 0:
                 self._stop.wait(wait)
                 continue
-            report = self.run_round()
+            try:
+                report = self.run_round()
+            except Exception as exc:  # a bug or a strange reply must not end syncing for good
+                log.exception("sync round failed unexpectedly")
+                self._failed(SyncError(f"unexpected: {type(exc).__name__}: {exc}"))
+                continue
             if report.pushed or report.error:
                 log.info("sync: %s", report.summary())
             if report.error:

@@ -43,6 +43,10 @@ def test_roster_entries_validate():
     assert entries[0].status == "lost"
     with pytest.raises(SyncError):
         roster_entries([{"card_uid": "04A1B2C3", "person_id": "x", "status": "stolen"}])
+    with pytest.raises(SyncError, match="bad card"):
+        roster_entries([{"card_uid": "not hex", "person_id": "x"}])
+    with pytest.raises(SyncError, match="bad card"):
+        roster_entries([{"person_id": "x"}])
 
 
 def test_enrolment_token_file_is_private(tmp_path):
