@@ -128,38 +128,47 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> bool:
               help="Port of the central server on 127.0.0.1 (another is taken if busy).")
 def main(directory: Path | None, port: int) -> None:
     """Run a demo: a central server and an edge with a simulated reader and demo roster."""
-    directory = (directory or Path(tempfile.mkdtemp(prefix="attendance-demo-"))).resolve()
-    config, rows = write_demo(directory)
-    roster = directory / "roster.csv"
-    server_env = {**os.environ, "DATABASE_URL": f"sqlite:///{directory / 'server' / 'server.db'}"}
-    server_env.pop("ATTENDANCE_SERVER_CONFIG", None)
-    (directory / "server").mkdir(exist_ok=True)
-    server = [sys.executable, "-m", "server.cli"]
-    edge = [sys.executable, "-m", "edge.cli", "--config", str(config)]
+    procs: list[subprocess.Popen] = []
 
-    _check(_run([*server, "init-db"], server_env), "attendance-server init-db")
-    sites = _run([*server, "site", "list", "--json"], server_env)
-    _check(sites, "attendance-server site list")
-    if DEMO_SITE not in sites.stdout:
-        _check(_run([*server, "site", "add", DEMO_SITE, "--name",
-                     "SD Negeri 001 Pekanbaru (demo)", "--timezone", "Asia/Jakarta"],
-                    server_env), "attendance-server site add")
-    _check(_run([*server, "roster", "import", "--site", DEMO_SITE, str(roster)], server_env),
-           "attendance-server roster import")
-    port = _free_port(port)
-    url = f"http://127.0.0.1:{port}"
-    server_proc = subprocess.Popen([*server, "run", "--host", "127.0.0.1", "--port", str(port)],
-                                   env=server_env)
-    procs = [server_proc]
-
-    def stop(*_: object) -> None:
+    def stop() -> None:
         for proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    def interrupted(*_: object) -> None:
+        # Unwind whatever step is running (start-up included); the finally
+        # below stops what was started. subprocess.run kills its own child.
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    code = 0
+    directory = directory or Path(tempfile.mkdtemp(prefix="attendance-demo-"))
     try:
+        directory = directory.resolve()
+        config, rows = write_demo(directory)
+        roster = directory / "roster.csv"
+        server_env = {**os.environ, "DATABASE_URL": f"sqlite:///{directory / 'server' / 'server.db'}"}
+        server_env.pop("ATTENDANCE_SERVER_CONFIG", None)
+        (directory / "server").mkdir(exist_ok=True)
+        server = [sys.executable, "-m", "server.cli"]
+        edge = [sys.executable, "-m", "edge.cli", "--config", str(config)]
+
+        _check(_run([*server, "init-db"], server_env), "attendance-server init-db")
+        sites = _run([*server, "site", "list", "--json"], server_env)
+        _check(sites, "attendance-server site list")
+        if DEMO_SITE not in sites.stdout:
+            _check(_run([*server, "site", "add", DEMO_SITE, "--name",
+                         "SD Negeri 001 Pekanbaru (demo)", "--timezone", "Asia/Jakarta"],
+                        server_env), "attendance-server site add")
+        _check(_run([*server, "roster", "import", "--site", DEMO_SITE, str(roster)], server_env),
+               "attendance-server roster import")
+        port = _free_port(port)
+        url = f"http://127.0.0.1:{port}"
+        server_proc = subprocess.Popen([*server, "run", "--host", "127.0.0.1", "--port", str(port)],
+                                       env=server_env)
+        procs.append(server_proc)
+
         if not _wait_http(url + "/api/v1/health", server_proc):
             click.echo("attendance-demo: error: the central server did not start", err=True)
             sys.exit(1)
@@ -205,13 +214,15 @@ Ctrl-C stops the demo.
         sys.stdout.flush()
         code = edge_proc.wait()
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop()
         for proc in procs:
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    click.echo(f"demo stopped; its data stays in {directory}")
+        click.echo(f"demo stopped; its data stays in {directory}")
     sys.exit(code)
 
 

@@ -58,3 +58,23 @@ def test_demo_roster_ids_are_well_formed():
     assert all(len(r["person_id"]) == 18 and r["person_id"][14] in "12" for r in staff)
     assert len({r["card_uid"] for r in rows}) == len(rows)
     assert demo_roster() == rows  # deterministic
+
+
+def test_ctrl_c_during_start_up_leaves_nothing_running(tmp_path):
+    import psutil
+
+    proc = subprocess.Popen([sys.executable, "-m", "provisioning.demo", "--dir",
+                             str(tmp_path / "demo"), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 20
+    children = []
+    while time.monotonic() < deadline and not children:  # the server is being started
+        children = parent.children(recursive=True)
+        time.sleep(0.05)
+    assert children, "the demo started no process"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=40)
+    assert proc.returncode == 0, out
+    assert "its data stays in" in out
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
