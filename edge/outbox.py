@@ -403,10 +403,7 @@ class Outbox:
                 "SELECT verdict, count(*) FROM taps WHERE tapped_at_utc >= ? GROUP BY verdict",
                 [day_start_utc],
             ).fetchall())
-            backlog, oldest = conn.execute(
-                "SELECT count(*), min(tapped_at) FROM taps WHERE seq > ? AND acked_at IS NULL",
-                [self._acked_through()],
-            ).fetchone()
+            backlog, oldest = self.backlog()
             last = conn.execute(
                 f"SELECT {_TAP_COLUMNS} FROM taps ORDER BY seq DESC LIMIT 1"
             ).fetchone()
