@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection
 
 from server.clock import Anchor, AnchorIndex, TapTime, parse_timestamp
 from server.db import insert_for
+from server.queue import queue_days
 from server.devices import clock_offset_ms, record_anchor
 from server.errors import ApiError
 from server.schema import clock_anchors, devices, tap_conflicts, taps
@@ -201,7 +202,8 @@ def ingest_taps(conn: Connection, device_id: str, body: dict[str, Any], received
         first_seq[row["seq"]] = i
         candidates.append(i)
 
-    device = conn.execute(sa.select(devices.c.highest_seq, devices.c.missing_seq)
+    device = conn.execute(sa.select(devices.c.highest_seq, devices.c.missing_seq,
+                                    devices.c.site_code)
                           .where(devices.c.device_id == device_id).with_for_update()).one()
     device_update: dict[str, Any] = {"last_seen_at": received_at}
     clock = body.get("clock")
@@ -225,8 +227,13 @@ def ingest_taps(conn: Connection, device_id: str, body: dict[str, Any], received
         row["corrected_at"] = fix.corrected_at
         row["clock_status"] = fix.clock_status
         row["clock_anchor_id"] = fix.anchor.id if fix.anchor else None
+        row["site_code"] = device.site_code
 
     inserted = _insert_new(conn, [rows[i] for i in candidates])
+    if inserted:
+        queue_days(conn, device.site_code,
+                   (rows[i]["corrected_at"] for i in candidates
+                    if rows[i]["event_id"] in inserted), reason="taps")
     leftovers = [i for i in candidates if rows[i]["event_id"] not in inserted]
     if leftovers:
         _explain_skipped(conn, device_id, rows, leftovers, status, conflicts)
@@ -263,7 +270,8 @@ _PG_COLUMNS = (("event_id", "varchar"), ("device_id", "varchar"), ("seq", "bigin
                ("tapped_at_utc", "timestamptz"), ("boot_id", "varchar"), ("mono_ns", "bigint"),
                ("clock_synced", "boolean"), ("reader", "varchar"), ("verdict", "varchar"),
                ("received_at", "timestamptz"), ("corrected_at", "timestamptz"),
-               ("clock_status", "varchar"), ("clock_anchor_id", "bigint"))
+               ("clock_status", "varchar"), ("clock_anchor_id", "bigint"),
+               ("site_code", "varchar"))
 _PG_INSERT = sa.text(
     f"INSERT INTO taps ({', '.join(c for c, _ in _PG_COLUMNS)}) "
     f"SELECT * FROM unnest({', '.join(f'CAST(:{c} AS {t}[])' for c, t in _PG_COLUMNS)}) "

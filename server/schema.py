@@ -28,6 +28,10 @@ PERSON_KINDS = ("student", "employee")
 CARD_STATUSES = ("active", "blocked", "lost", "replaced")
 EXCUSE_KINDS = ("sakit", "izin", "dinas_luar", "cuti")
 ROSTER_CHANGES = ("upsert", "remove")
+SITE_KINDS = ("school", "office")
+DAY_STATUSES = ("H", "A", "S", "I", "DL", "C", "LIBUR", "PENDING")
+CALENDAR_KINDS = ("holiday", "workday", "half_day", "ramadan")
+API_ROLES = ("diskominfo", "operator")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -78,6 +82,14 @@ sites = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("timezone", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # Registry fields (NULL for sites made before the registries existed).
+    sa.Column("kind", sa.String(16)),
+    sa.Column("schedule", sa.String(64)),  # schedules.name; NULL = the default for the kind
+    sa.Column("regency", sa.String(100), nullable=False, server_default=""),
+    sa.Column("updated_at", UTCDateTime()),
+    # Every local day up to this one has been reconciled at least once.
+    sa.Column("reconciled_through", sa.Date()),
+    sa.CheckConstraint("kind IS NULL OR " + _in("kind", SITE_KINDS), name="kind"),
 )
 
 devices = sa.Table(
@@ -147,9 +159,13 @@ taps = sa.Table(
     sa.Column("clock_status", sa.String(12), nullable=False),
     # The anchor the correction used; NULL = none yet (re-evaluated when one arrives).
     sa.Column("clock_anchor_id", BigId, sa.ForeignKey("clock_anchors.id")),
+    # The device's site when the tap arrived: where it happened, even if the device moves.
+    sa.Column("site_code", sa.String(32)),
     sa.UniqueConstraint("device_id", "seq"),
     sa.CheckConstraint(_in("clock_status", CLOCK_STATUSES), name="clock_status"),
     sa.Index(None, "corrected_at"),
+    sa.Index(None, "site_code", "corrected_at"),
+    sa.Index(None, "card_uid", "corrected_at"),
     # Small: only the taps still waiting for an anchor of their boot.
     sa.Index("ix_taps_unanchored", "device_id", "boot_id",
              sqlite_where=sa.text("clock_anchor_id IS NULL"),
@@ -178,7 +194,35 @@ people = sa.Table(
     sa.Column("site_code", sa.String(32), sa.ForeignKey("sites.code"), index=True),
     sa.Column("group_name", sa.String(100), nullable=False, server_default=""),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # Registry fields: NIK for everyone, NIP for ASN, NISN for students.
+    sa.Column("nik", sa.String(16)),
+    sa.Column("nip", sa.String(18)),
+    sa.Column("nisn", sa.String(10)),
+    sa.Column("position", sa.String(200), nullable=False, server_default=""),
+    sa.Column("employment", sa.String(32), nullable=False, server_default=""),
+    sa.Column("sex", sa.String(1)),
+    sa.Column("birth_date", sa.Date()),
+    # False once the person left the registry (a leaver); their history stays.
+    sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.CheckConstraint("kind IS NULL OR " + _in("kind", PERSON_KINDS), name="kind"),
+    sa.Index(None, "nik", unique=True),
+    sa.Index(None, "nip", unique=True),
+    sa.Index(None, "nisn", unique=True),
+)
+
+#: Where a person is expected, day by day: a transfer closes one row and opens another.
+#: ``valid_to`` is the last day (inclusive); NULL = still there.
+person_sites = sa.Table(
+    "person_sites", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("person_id", sa.String(32), sa.ForeignKey("people.person_id"), nullable=False,
+              index=True),
+    sa.Column("site_code", sa.String(32), sa.ForeignKey("sites.code"), nullable=False),
+    sa.Column("group_name", sa.String(100), nullable=False, server_default=""),
+    sa.Column("valid_from", sa.Date(), nullable=False),
+    sa.Column("valid_to", sa.Date()),
+    sa.CheckConstraint("valid_to IS NULL OR valid_from <= valid_to", name="dates"),
+    sa.Index(None, "site_code", "valid_from"),
 )
 
 cards = sa.Table(
@@ -191,8 +235,48 @@ cards = sa.Table(
     sa.Column("site_code", sa.String(32), sa.ForeignKey("sites.code")),
     sa.Column("changed_version", sa.BigInteger(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # Card register: validity (local dates, inclusive) and when the status last changed.
+    sa.Column("valid_from", sa.Date()),
+    sa.Column("valid_to", sa.Date()),
+    sa.Column("status_since", UTCDateTime()),
     sa.CheckConstraint(_in("status", CARD_STATUSES), name="status"),
     sa.Index(None, "site_code", "changed_version"),
+)
+
+#: Every state a card has had: the person and status in force from ``effective_at``.
+#: A tap is judged by the row in force when it happened, so a card reported lost
+#: today leaves last week's taps counted, and old taps keep their person.
+card_history = sa.Table(
+    "card_history", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("card_uid", sa.String(20), nullable=False),
+    sa.Column("person_id", sa.String(32), sa.ForeignKey("people.person_id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("effective_at", UTCDateTime(), nullable=False),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint(_in("status", CARD_STATUSES), name="status"),
+    sa.Index(None, "card_uid", "effective_at"),
+)
+
+#: Named work schedules (see server.schedule.Schedule.to_dict for ``definition``).
+schedules = sa.Table(
+    "schedules", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("definition", Json, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+#: Local calendar overrides on top of the national holidays: ``scope`` is "" (everywhere),
+#: "regency:<name>" or "site:<code>".
+calendar_days = sa.Table(
+    "calendar_days", metadata,
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("scope", sa.String(120), primary_key=True, server_default=""),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, server_default=""),
+    sa.Column("end_time", sa.String(5)),  # HH:MM, for half days
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint(_in("kind", CALENDAR_KINDS), name="kind"),
 )
 
 #: The roster delta feed: one row per card and site each time a roster version changes it.
@@ -228,4 +312,72 @@ excuses = sa.Table(
     sa.Column("received_at", UTCDateTime(), nullable=False),
     sa.CheckConstraint(_in("kind", EXCUSE_KINDS), name="kind"),
     sa.CheckConstraint("date_from <= date_to", name="dates"),
+)
+
+#: One row per person and local day: the outcome of reconciliation (server.reconcile).
+#: ``version`` comes from the ``attendance`` counter and changes only when the row's
+#: content changes: the change feed follows it.
+attendance_days = sa.Table(
+    "attendance_days", metadata,
+    sa.Column("person_id", sa.String(32), sa.ForeignKey("people.person_id"), primary_key=True),
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("site_code", sa.String(32), sa.ForeignKey("sites.code"), nullable=False),
+    sa.Column("group_name", sa.String(100), nullable=False, server_default=""),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("late_code", sa.String(8)),
+    sa.Column("early_code", sa.String(8)),
+    sa.Column("check_in", UTCDateTime()),
+    sa.Column("check_out", UTCDateTime()),
+    sa.Column("minutes_late", sa.Integer()),
+    sa.Column("minutes_early", sa.Integer()),
+    sa.Column("tap_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("flags", Json),
+    sa.Column("excuse_id", sa.String(64)),
+    sa.Column("version", sa.BigInteger(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint(_in("status", DAY_STATUSES), name="status"),
+    sa.Index(None, "site_code", "day"),
+    sa.Index(None, "version"),
+)
+
+#: Findings of reconciliation for one site and local day; ``key`` makes re-runs idempotent.
+anomalies = sa.Table(
+    "anomalies", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(300), nullable=False, unique=True),
+    sa.Column("site_code", sa.String(32), sa.ForeignKey("sites.code"), nullable=False),
+    sa.Column("day", sa.Date(), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("card_uid", sa.String(20)),
+    sa.Column("person_id", sa.String(32)),
+    sa.Column("event_id", sa.String(64)),
+    sa.Column("detail", Json),
+    sa.Column("first_seen_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "site_code", "day"),
+    sa.Index(None, "day", "kind"),
+)
+
+#: Site days waiting for (re-)reconciliation: late taps, excuses, pending days.
+reconcile_queue = sa.Table(
+    "reconcile_queue", metadata,
+    sa.Column("site_code", sa.String(32), sa.ForeignKey("sites.code"), primary_key=True),
+    sa.Column("day", sa.Date(), primary_key=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("queued_at", UTCDateTime(), nullable=False),
+)
+
+#: API keys of people and systems (not devices): ``diskominfo`` sees everything,
+#: ``operator`` one site. Only the SHA-256 of the secret is kept.
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("key_id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("site_code", sa.String(32), sa.ForeignKey("sites.code")),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime()),
+    sa.Column("last_used_at", UTCDateTime()),
+    sa.CheckConstraint(_in("role", API_ROLES), name="role"),
+    sa.CheckConstraint("role <> 'operator' OR site_code IS NOT NULL", name="operator_site"),
 )
