@@ -321,5 +321,16 @@ def taps(ctx: click.Context, device_id: str | None, site_code: str | None, limit
                        f"({row['clock_status']})  {row['verdict']}")
 
 
+# -- commands kept in their own modules (each defines click commands/groups) --------------------
+def _register_commands() -> None:
+    from server import cli_calendar, cli_keys, cli_reconcile, cli_registry, cli_report
+
+    for module in (cli_registry, cli_calendar, cli_reconcile, cli_report, cli_keys):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
