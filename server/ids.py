@@ -89,8 +89,17 @@ def _random_digits(rng: random.Random, count: int) -> str:
 
 # --- NIP -------------------------------------------------------------------------------
 
+#: Digits 13-14 of a PPPK staff number (NI PPPK) hold this code where a PNS NIP has the
+#: month of TMT CPNS; the year before it is the year of appointment.
+PPPK_MONTH_CODE = "21"
+
+
 def nip_problem(text: str, *, today: date | None = None) -> str | None:
-    """Why ``text`` is not a valid NIP, or None when it is."""
+    """Why ``text`` is not a valid NIP, or None when it is.
+
+    PPPK staff numbers have the NIP's shape with the code ``21`` in place of the
+    TMT month (``…YYYY21…``); they are accepted as well.
+    """
     problem = _format_problem("NIP", text, NIP_LENGTH)
     if problem:
         return problem
@@ -103,8 +112,9 @@ def nip_problem(text: str, *, today: date | None = None) -> str | None:
         return f"NIP birth year {born.year} is outside {NIP_FIRST_BIRTH_YEAR}-{this_year}"
     tmt = text[8:14]
     tmt_year, tmt_month = int(tmt[0:4]), int(tmt[4:6])
-    if not 1 <= tmt_month <= 12:
-        return f"NIP TMT CPNS {tmt} has month {tmt[4:6]}; must be 01-12"
+    if not 1 <= tmt_month <= 12 and tmt[4:6] != PPPK_MONTH_CODE:
+        return (f"NIP TMT CPNS {tmt} has month {tmt[4:6]}; must be 01-12 "
+                f"(or {PPPK_MONTH_CODE} for PPPK)")
     earliest = born.year + NIP_MIN_SERVICE_AGE
     if tmt_year < earliest:
         return (f"NIP TMT CPNS year {tmt_year} is before {earliest} "

@@ -53,8 +53,9 @@ def test_valid_nip(nip):
     ("198704312010011001", "NIP birth date 19870431 is not a real date"),
     ("189912312010011001", "NIP birth year 1899 is outside 1900-2026"),
     ("202701012045011001", "NIP birth year 2027 is outside 1900-2026"),
-    ("198703152010132003", "NIP TMT CPNS 201013 has month 13; must be 01-12"),
-    ("198703152010002003", "NIP TMT CPNS 201000 has month 00; must be 01-12"),
+    ("198703152010132003", "NIP TMT CPNS 201013 has month 13; must be 01-12 (or 21 for PPPK)"),
+    ("198703152010002003", "NIP TMT CPNS 201000 has month 00; must be 01-12 (or 21 for PPPK)"),
+    ("198703152010222003", "NIP TMT CPNS 201022 has month 22; must be 01-12 (or 21 for PPPK)"),
     ("198703152001012003", "NIP TMT CPNS year 2001 is before 2002 (birth year 1987 + 15)"),
     ("198703152028012003", "NIP TMT CPNS year 2028 is after 2027 (next year)"),
     ("198703152010013003", "NIP sex digit (15th) is 3; must be 1 (male) or 2 (female)"),
@@ -186,6 +187,11 @@ def test_generator_layout():
     nik = make_nik(rng, "147107", date(2012, 7, 21), "P")
     assert nik.startswith("1471076107") and nik[10:12] == "12" and nik[12:] != "0000"
     assert make_nisn(rng, date(2012, 7, 21)).startswith("012")
+
+
+def test_a_pppk_number_is_a_valid_nip():
+    assert nip_problem("198507122023212012", today=date(2026, 11, 23)) is None
+    assert nip_birth_date("198507122023212012", today=date(2026, 11, 23)) == date(1985, 7, 12)
 
 
 @pytest.mark.parametrize("call, reason", [
