@@ -1,8 +1,9 @@
 """``attendance-demo``: a central server and an edge with a simulated reader.
 
 Creates (or reuses) a folder with a server database (SQLite) and an edge
-configuration, registers a demo school with a small synthetic roster
-(students and a few staff; every name and number is made up), starts
+configuration, writes the registry exports of a small synthetic city (one
+office, two schools: sites, ASN, Dapodik student lists, card register; every
+name and number is made up) and imports them as a regency would, starts
 ``attendance-server run``, enrols the edge with a claim code, starts
 ``attendance-edge run`` and prints how to tap cards from another terminal.
 Taps sync to the server within seconds. Ctrl-C stops both; the data stays in
@@ -14,7 +15,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -22,43 +22,66 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-FIRST = ["Siti", "Budi", "Dewi", "Agus", "Rina", "Rizky", "Putri", "Fajar", "Nur", "Ahmad",
-         "Ayu", "Dimas", "Indah", "Yusuf", "Lestari", "Hendra"]
-LAST = ["Aminah", "Santoso", "Lestari", "Saputra", "Wulandari", "Pratama", "Hasibuan",
-        "Siregar", "Nasution", "Harahap", "Rahmawati", "Hidayat"]
+if TYPE_CHECKING:
+    from server.synthetic import SiteRow, SyntheticCity
+
+#: The demo city: one office and two schools, generated (``server.synthetic``).
+DEMO_SEED = 2026
+DEMO_CITY = {"sites": 3, "staff": 20, "students": 60}
 
 
-def demo_roster(seed: int = 2026) -> list[dict[str, str]]:
-    """A small, deterministic roster: 12 students in two classes, 4 staff, one lost card."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(12):
-        birth_year = rng.choice([2011, 2012])
-        nisn = f"{birth_year % 1000:03d}{rng.randrange(10**7):07d}"
-        rows.append({
-            "card_uid": f"04{rng.randrange(16**12):012X}",
-            "person_id": nisn,
-            "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
-            "kind": "student",
-            "group": "VII-A" if i < 6 else "VII-B",
-            "status": "active",
-        })
-    for i in range(4):
-        born = f"{rng.randrange(1970, 1995)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}"
-        tmt = f"{rng.randrange(2000, 2020)}{rng.randrange(1, 13):02d}"
-        nip = f"{born}{tmt}{rng.choice('12')}{rng.randrange(1, 1000):03d}"
-        rows.append({
-            "card_uid": f"{rng.randrange(0x10, 0x100):02X}{rng.randrange(16**6):06X}",
-            "person_id": nip,
-            "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}, S.Pd.",
-            "kind": "employee",
-            "group": "Guru",
-            "status": "active",
-        })
+def demo_city() -> "SyntheticCity":
+    from server.synthetic import SyntheticCity
+
+    return SyntheticCity(DEMO_SEED, **DEMO_CITY)
+
+
+def demo_school(city: "SyntheticCity") -> "SiteRow":
+    """The school whose gate the demo edge stands at (the one with most students)."""
+    by_school = city.students_by_school()
+    return max((s for s in city.sites() if s.kind == "school"),
+               key=lambda s: (len(by_school.get(s.code, ())), s.code))
+
+
+def write_registries(directory: Path, city: "SyntheticCity") -> dict[str, Path]:
+    """The registry exports of the demo city, in the formats a regency would import:
+    sites, ASN employees, one Dapodik XLSX per school, the card register."""
+    from server.synthetic import (write_cards_csv, write_employees_csv, write_sites_csv,
+                                  write_students_xlsx)
+
+    folder = directory / "registries"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"sites": folder / "sites.csv", "employees": folder / "employees.csv",
+             "cards": folder / "cards.csv"}
+    write_sites_csv(files["sites"], city.sites())
+    write_employees_csv(files["employees"], city.employees())
+    sites = {s.code: s for s in city.sites()}
+    for npsn, students in sorted(city.students_by_school().items()):
+        files[f"students:{npsn}"] = folder / f"peserta-didik-{npsn}.xlsx"
+        write_students_xlsx(files[f"students:{npsn}"], sites[npsn], students,
+                            downloaded_at=datetime(2026, 7, 20, 9, 0, 0))
+    write_cards_csv(files["cards"], city.cards())
+    return files
+
+
+def demo_roster(city: "SyntheticCity | None" = None) -> list[dict[str, str]]:
+    """The edge roster of the demo school (what the server will send it), students
+    first; the last staff card is reported lost by the demo."""
+    city = city or demo_city()
+    school = demo_school(city)
+    holder = {c.nip or c.nisn: c.card_uid for c in city.cards()}
+    rows = [{"card_uid": holder[s.nisn], "person_id": s.nisn, "name": s.name, "kind": "student",
+             "group": s.rombel, "status": "active"}
+            for s in city.students() if s.npsn == school.code]
+    rows += [{"card_uid": holder[e.nip], "person_id": e.nip, "name": e.name,
+              "kind": "employee", "group": e.unit, "status": "active"}
+             for e in city.employees() if e.site_code == school.code]
     rows[-1]["status"] = "lost"
     return rows
 
@@ -69,7 +92,7 @@ def write_demo(directory: Path) -> tuple[Path, list[dict[str, str]]]:
     config = directory / "edge.toml"
     config.write_text(
         "# Demo edge: simulated reader, no LEDs. See provisioning/edge.example.toml.\n"
-        f'[device]\nname = "demo-sdn-001-gerbang"\ndata_dir = "{data}"\n\n'
+        f'[device]\nname = "demo-gerbang"\ndata_dir = "{data}"\n\n'
         '[[readers]]\nname = "gerbang"\ndriver = "sim"\n\n'
         '[recorder]\ndebounce_seconds = 60\n\n[feedback]\nkind = "none"\n'
     )
@@ -80,9 +103,6 @@ def write_demo(directory: Path) -> tuple[Path, list[dict[str, str]]]:
         writer.writeheader()
         writer.writerows(rows)
     return config, rows
-
-
-DEMO_SITE = "20401234"
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -155,14 +175,21 @@ def main(directory: Path | None, port: int) -> None:
         edge = [sys.executable, "-m", "edge.cli", "--config", str(config)]
 
         _check(_run([*server, "init-db"], server_env), "attendance-server init-db")
-        sites = _run([*server, "site", "list", "--json"], server_env)
-        _check(sites, "attendance-server site list")
-        if DEMO_SITE not in sites.stdout:
-            _check(_run([*server, "site", "add", DEMO_SITE, "--name",
-                         "SD Negeri 001 Pekanbaru (demo)", "--timezone", "Asia/Jakarta"],
-                        server_env), "attendance-server site add")
-        _check(_run([*server, "roster", "import", "--site", DEMO_SITE, str(roster)], server_env),
-               "attendance-server roster import")
+        city = demo_city()
+        school = demo_school(city).code
+        files = write_registries(directory, city)
+        _check(_run([*server, "import", "sites", str(files["sites"])], server_env),
+               "attendance-server import sites")
+        _check(_run([*server, "import", "employees", str(files["employees"])], server_env),
+               "attendance-server import employees")
+        for key, path in files.items():
+            if key.startswith("students:"):
+                _check(_run([*server, "import", "students", str(path), "--npsn",
+                             key.split(":", 1)[1]], server_env), "attendance-server import students")
+        _check(_run([*server, "import", "cards", str(files["cards"])], server_env),
+               "attendance-server import cards")
+        lost = rows[-1]["card_uid"]
+        _check(_run([*server, "card", "lost", lost], server_env), "attendance-server card lost")
         port = _free_port(port)
         url = f"http://127.0.0.1:{port}"
         server_proc = subprocess.Popen([*server, "run", "--host", "127.0.0.1", "--port", str(port)],
@@ -173,7 +200,7 @@ def main(directory: Path | None, port: int) -> None:
             click.echo("attendance-demo: error: the central server did not start", err=True)
             sys.exit(1)
         if not (directory / "data" / "device.json").exists():
-            added = _run([*server, "device", "add", "--site", DEMO_SITE, "--name", "gerbang",
+            added = _run([*server, "device", "add", "--site", school, "--name", "gerbang",
                           "--json"], server_env)
             _check(added, "attendance-server device add")
             code = json.loads(added.stdout)["claim_code"]
@@ -190,11 +217,12 @@ def main(directory: Path | None, port: int) -> None:
             sys.exit(1)
         cli = shutil.which("attendance-edge") or f"{sys.executable} -m edge.cli"
         scli = shutil.which("attendance-server") or f"{sys.executable} -m server.cli"
-        student, staff, lost = rows[0], rows[12], rows[-1]
+        student, lost = rows[0], rows[-1]
+        staff = next(r for r in rows if r["kind"] == "employee")
         click.echo(f"""
 Demo running (data in {directory}).
   central server: {url}/api/v1/health  (API {url}/api/v1/openapi.json)
-  edge:           simulated reader "gerbang", enrolled at site {DEMO_SITE}
+  edge:           simulated reader "gerbang", enrolled at school {school}
 
 From another terminal, tap cards:
 
@@ -207,7 +235,13 @@ From another terminal, tap cards:
 and look:
 
   {cli} --config {config} status
-  DATABASE_URL=sqlite:///{directory / 'server' / 'server.db'} {scli} taps
+  export DATABASE_URL=sqlite:///{directory / 'server' / 'server.db'}
+  {scli} taps
+  {scli} reconcile --date $(date +%F) --site {school}
+  {scli} report day --date $(date +%F) --site {school}
+
+Registry exports of the demo city (3 sites, 20 ASN, 60 students) are in
+{directory / 'registries'}.
 
 Ctrl-C stops the demo.
 """)

@@ -24,7 +24,8 @@ def test_demo_runs_and_accepts_taps(tmp_path):
         assert "Demo running" in text and "central server: http://127.0.0.1:" in text, text
         config = demo / "edge.toml"
         rows = list(csv.DictReader((demo / "roster.csv").open()))
-        assert len(rows) == 16 and rows[-1]["status"] == "lost"
+        assert len(rows) == 44 and rows[-1]["status"] == "lost"
+        assert (demo / "registries" / "employees.csv").exists()
         student = rows[0]
         assert f"tap {student['card_uid']}" in text
         assert edge_cmd(config, "tap", student["card_uid"]).stdout.startswith("accepted:")
@@ -50,12 +51,14 @@ def test_demo_runs_and_accepts_taps(tmp_path):
 
 def test_demo_roster_ids_are_well_formed():
     from provisioning.demo import demo_roster
+    from server.ids import nip_problem, nisn_problem
 
     rows = demo_roster()
     students = [r for r in rows if r["kind"] == "student"]
     staff = [r for r in rows if r["kind"] == "employee"]
-    assert all(len(r["person_id"]) == 10 and r["person_id"].isdigit() for r in students)
-    assert all(len(r["person_id"]) == 18 and r["person_id"][14] in "12" for r in staff)
+    assert len(students) == 40 and len(staff) == 4
+    assert not [r for r in students if nisn_problem(r["person_id"])]
+    assert not [r for r in staff if nip_problem(r["person_id"])]
     assert len({r["card_uid"] for r in rows}) == len(rows)
     assert demo_roster() == rows  # deterministic
 
