@@ -11,7 +11,14 @@ the defaults and ``test_config`` only, so tests do not depend on the machine.
 
 Flask config keys: ``DATABASE_URL``, ``MIGRATE_ON_START``,
 ``MAX_CONTENT_LENGTH``, ``MAX_BATCH``, ``HEARTBEAT_SECONDS``,
-``ANCHOR_INTERVAL_SECONDS``, ``LOG_LEVEL``.
+``ANCHOR_INTERVAL_SECONDS``, ``LOG_LEVEL``, ``RECONCILE_INTERVAL_SECONDS``,
+``ATTENDANCE_RULES``.
+
+Background reconciliation: when ``RECONCILE_INTERVAL_SECONDS`` > 0 the app
+starts a :class:`server.reconcile.Reconciler` thread, kept in
+``app.extensions["attendance_reconciler"]`` (``.stop()`` ends it). A
+``test_config`` that does not name ``RECONCILE_INTERVAL_SECONDS`` starts none,
+so tests get a thread only when they ask for one.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ log = logging.getLogger(__name__)
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: config, database engine, request validator, blueprints, error handlers."""
     from server.api import ApiState, devices, excuses, meta, register_error_handlers, roster, taps
+    from server.api import diskominfo, registry
 
     app = Flask(__name__, static_folder=None)
     app.config.from_mapping(ServerSettings().flask_config())
@@ -55,10 +63,27 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # fork, and a connection must never be shared by two processes.
     engine.dispose()
 
+    _start_reconciler(app, explicit=test_config is None
+                      or "RECONCILE_INTERVAL_SECONDS" in test_config)
+
     register_error_handlers(app)
-    for module in (devices, taps, roster, excuses, meta):
+    for module in (devices, taps, roster, excuses, meta, diskominfo, registry):
         app.register_blueprint(module.bp, url_prefix=API_PREFIX)
     return app
+
+
+def _start_reconciler(app: Flask, *, explicit: bool) -> None:
+    """Validate the attendance rules and start the background reconciler when configured."""
+    from server.attendance_rules import RulesConfig
+    from server.reconcile import Reconciler
+
+    rules = app.config.get("ATTENDANCE_RULES") or {}
+    config = rules if isinstance(rules, RulesConfig) else RulesConfig.from_dict(rules)
+    app.extensions["attendance_rules"] = config
+    interval = float(app.config.get("RECONCILE_INTERVAL_SECONDS") or 0)
+    if explicit and interval > 0:
+        app.extensions["attendance_reconciler"] = Reconciler(
+            app.extensions["attendance"].engine, interval=interval, config=config).start()
 
 
 def _warn_if_not_migrated(app: Flask) -> None:

@@ -13,6 +13,7 @@ naming the file (or variable), the section and the key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -62,12 +63,45 @@ class LogSettings:
 
 
 @dataclass
+class AttendanceSettings:
+    """Reconciliation: how often it runs and the rules (see server.attendance_rules.RulesConfig)."""
+
+    reconcile_interval_seconds: float = 60.0
+    late_brackets: list[int] = field(default_factory=lambda: [30, 60, 90])
+    late_names: list[str] = field(default_factory=lambda: ["TL1", "TL2", "TL3", "TL4"])
+    early_brackets: list[int] = field(default_factory=lambda: [30, 60, 90])
+    early_names: list[str] = field(default_factory=lambda: ["PSW1", "PSW2", "PSW3", "PSW4"])
+    many_taps: int = 6
+    travel_minutes: int = 30
+    deduction_weights: dict[str, float] = field(default_factory=lambda: _default_weights())
+
+    def rules(self) -> dict[str, Any]:
+        """The keys of ``RulesConfig.from_dict``.
+
+        Untouched default weights are left out, so that renamed late or early
+        codes do not meet weights for the old names.
+        """
+        rules = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                 if f.name != "reconcile_interval_seconds"}
+        if rules["deduction_weights"] == _default_weights():
+            del rules["deduction_weights"]
+        return rules
+
+
+def _default_weights() -> dict[str, float]:
+    from server.attendance_rules import DEFAULT_DEDUCTION_WEIGHTS
+
+    return dict(DEFAULT_DEDUCTION_WEIGHTS)
+
+
+@dataclass
 class ServerSettings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     enrolment: EnrolmentSettings = field(default_factory=EnrolmentSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
     source: str = "defaults"
 
     def flask_config(self) -> dict[str, Any]:
@@ -80,6 +114,8 @@ class ServerSettings:
             "HEARTBEAT_SECONDS": self.api.heartbeat_seconds,
             "ANCHOR_INTERVAL_SECONDS": self.api.anchor_interval_seconds,
             "LOG_LEVEL": self.log.level,
+            "RECONCILE_INTERVAL_SECONDS": self.attendance.reconcile_interval_seconds,
+            "ATTENDANCE_RULES": self.attendance.rules(),
         }
 
 
@@ -89,6 +125,7 @@ _SECTIONS: dict[str, type] = {
     "enrolment": EnrolmentSettings,
     "http": HttpSettings,
     "log": LogSettings,
+    "attendance": AttendanceSettings,
 }
 
 
@@ -99,6 +136,8 @@ def _where(origin: str, section: str, key: str) -> str:
 
 
 def _coerce(value: Any, target: type, where: str, from_env: bool) -> Any:
+    if target in (list, dict):
+        return _coerce_collection(value, target, where, from_env)
     if from_env and isinstance(value, str):
         if target is bool:
             low = value.strip().lower()
@@ -125,6 +164,38 @@ def _coerce(value: Any, target: type, where: str, from_env: bool) -> Any:
     kind = {bool: "true or false", int: "a whole number", float: "a number",
             str: "a string"}[target]
     raise ConfigError(f"{where}: expected {kind}, got {value!r}")
+
+
+def _coerce_collection(value: Any, target: type, where: str, from_env: bool) -> Any:
+    """A list (TOML array) or a table; from the environment, JSON or ``a,b`` / ``K=V,K=V``."""
+    if from_env and isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("[", "{")):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{where}: not valid JSON: {exc}") from None
+        elif target is list:
+            value = [_scalar(item) for item in text.split(",") if item.strip()]
+        else:
+            pairs = [item.partition("=") for item in text.split(",") if item.strip()]
+            if any(not sep for _, sep, _ in pairs):
+                raise ConfigError(f"{where}: expected CODE=NUMBER pairs separated by commas")
+            value = {key.strip(): _scalar(number) for key, _, number in pairs}
+    if not isinstance(value, target):
+        raise ConfigError(f"{where}: expected {'a list' if target is list else 'a table'}, "
+                          f"got {value!r}")
+    return value
+
+
+def _scalar(text: str) -> Any:
+    text = text.strip()
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _fill(obj: Any, data: Any, origin: str, section: str, from_env: bool = False) -> None:
@@ -166,6 +237,18 @@ def _validate(s: ServerSettings, origins: dict[tuple[str, str], str]) -> None:
     if s.http.public_url and not s.http.public_url.startswith(("http://", "https://")):
         fail("http", "public_url", "must start with https:// (or http://)")
     s.http.public_url = s.http.public_url.rstrip("/")
+    if s.attendance.reconcile_interval_seconds < 0:
+        fail("attendance", "reconcile_interval_seconds", "must be 0 (off) or more")
+    from server.attendance_rules import RulesConfig
+
+    try:
+        RulesConfig.from_dict(s.attendance.rules())
+    except ValueError as exc:
+        message = str(exc)
+        key = message.split(":", 1)[0].split("[", 1)[0].split(".", 1)[0]
+        if key not in {f.name for f in dataclasses.fields(s.attendance)}:
+            key = "late_brackets"
+        fail("attendance", key, message.removeprefix(f"{key}: "))
     if s.log.level.upper() not in LOG_LEVELS:
         fail("log", "level", f"must be one of {', '.join(LOG_LEVELS)}, got {s.log.level!r}")
     s.log.level = s.log.level.upper()

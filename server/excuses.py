@@ -62,6 +62,11 @@ def store_excuses(conn: Connection, items: list[dict[str, Any]], source: Source,
         new = row["excuse_id"] in inserted and first[row["excuse_id"]] == i
         results.append({"excuse_id": row["excuse_id"],
                         "status": "accepted" if new else "duplicate"})
+    # New excuses change the outcome of the days they cover: have those site days reconciled.
+    from server.reconcile import queue_excuse_days
+
+    queue_excuse_days(conn, [row for row in unique if row["excuse_id"] in inserted],
+                      now=received_at)
     skipped = [row for row in unique if row["excuse_id"] not in inserted]
     if skipped:
         _log_differences(conn, skipped)

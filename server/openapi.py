@@ -95,7 +95,8 @@ SCHEMAS: dict[str, Any] = {
                     "code": {"type": "string", "enum": [
                         "bad_json", "validation_error", "unauthorized", "forbidden",
                         "claim_code_invalid", "not_found", "method_not_allowed", "too_large",
-                        "too_many_requests", "unavailable", "internal_error", "bad_request"]},
+                        "too_many_requests", "unavailable", "internal_error", "bad_request",
+                        "invalid_file"]},
                     "message": {"type": "string"},
                     "details": {"type": "array", "items": {
                         "type": "object", "required": ["path", "message"],
@@ -307,13 +308,379 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+# -- the integrators' API (API keys: diskominfo, operator) ------------------------------------
+SITE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+MONTH_PATTERN = r"^[0-9]{4}-(?:0[1-9]|1[0-2])$"
+LIMIT_PATTERN = r"^(?:[1-9][0-9]{0,3}|10000)$"
+_NULLABLE_STR = {"type": ["string", "null"]}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_KEY_ERRORS = {
+    "400": _error("`validation_error`: a query value does not match the document "
+                  "(`details` names the parameter)."),
+    "401": _error("`unauthorized`: API key missing, unknown or revoked (a device token "
+                  "is not an API key)."),
+    "403": _error("`forbidden`: an operator key asked for another site, or the operation "
+                  "needs a diskominfo key."),
+    "503": _error("`unavailable`: the database is down; retry after `Retry-After` seconds."),
+}
+_SITE_NOT_FOUND = {"404": _error("`not_found`: no site with that code (diskominfo keys).")}
+
+
+def _query(name: str, schema: dict[str, Any], description: str,
+           required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": schema}
+
+
+_SITE_PARAM = _query("site", {"type": "string", "minLength": 1, "maxLength": 32,
+                              "pattern": SITE_PATTERN},
+                     "A site code. Operator keys: only their own site (the default); "
+                     "diskominfo keys: any site, or every site when left out.")
+_LIMIT_PARAM = _query("limit", {"type": "string", "pattern": LIMIT_PATTERN},
+                      "Items per page, 1 to 10000 (default 1000).")
+_PAGE_PARAM = _query("cursor", {"type": "string", "maxLength": 200,
+                                "pattern": r"^[A-Za-z0-9_-]*$"},
+                     "The `next_cursor` of the previous page; left out: the first page.")
+_MONTH_PARAM = _query("month", {"type": "string", "pattern": MONTH_PATTERN},
+                      "The month, `YYYY-MM`.", required=True)
+_FORMAT_PARAM = _query("format", {"type": "string", "enum": ["json", "csv", "xlsx"]},
+                       "`json` (default), `csv` (UTF-8 with BOM) or `xlsx`.")
+
+
+def _report_ok(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {
+        "application/json": {"schema": _ref(schema)},
+        "text/csv": {"schema": {"type": "string"}},
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+            "schema": {"type": "string", "format": "binary"}},
+    }}
+
+
+def _page(items: str, item_schema: str, cursor: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": [items, "next_cursor", "server_time"],
+            "properties": {items: {"type": "array", "items": _ref(item_schema)},
+                           "next_cursor": cursor, "server_time": _SERVER_TIME}}
+
+
+_PAGE_CURSOR = {"type": ["string", "null"],
+                "description": "Pass as `cursor` for the next page; null: no more pages."}
+
+KEY_SCHEMAS: dict[str, Any] = {
+    "AttendanceRow": {
+        "type": "object",
+        "required": ["person_id", "name", "kind", "site", "group", "date", "status",
+                     "late_code", "early_code", "check_in", "check_out", "check_in_local",
+                     "check_out_local", "timezone", "tap_count", "flags", "version"],
+        "properties": {
+            "person_id": {"type": "string"}, "name": {"type": "string"},
+            "kind": {"type": ["string", "null"], "enum": ["employee", "student", None]},
+            "nip": _NULLABLE_STR, "nisn": _NULLABLE_STR,
+            "site": {"type": "string"}, "group": {"type": "string"},
+            "date": {"type": "string", "format": "date", "description": "Local date."},
+            "status": {"type": "string",
+                       "enum": ["H", "A", "S", "I", "DL", "C", "LIBUR", "PENDING"]},
+            "late_code": {**_NULLABLE_STR, "description": "TL1..TL4 (terlambat)."},
+            "early_code": {**_NULLABLE_STR,
+                           "description": "PSW1..PSW4 (pulang sebelum waktunya)."},
+            "check_in": {**_NULLABLE_TIME, "description": "UTC."},
+            "check_out": {**_NULLABLE_TIME, "description": "UTC."},
+            "check_in_local": {**_NULLABLE_TIME, "description": "In the site's zone."},
+            "check_out_local": {**_NULLABLE_TIME, "description": "In the site's zone."},
+            "timezone": {"type": "string"},
+            "minutes_late": {"type": ["integer", "null"]},
+            "minutes_early": {"type": ["integer", "null"]},
+            "tap_count": {"type": "integer"},
+            "flags": {"type": "array", "items": {"type": "string"}},
+            "excuse_id": _NULLABLE_STR,
+            "version": {"type": "integer",
+                        "description": "Changes whenever the row's content changes."},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "AttendanceReply": {
+        "type": "object", "required": ["date", "site", "rows", "next_cursor", "server_time"],
+        "properties": {"date": {"type": "string", "format": "date"}, "site": _NULLABLE_STR,
+                       "rows": {"type": "array", "items": _ref("AttendanceRow")},
+                       "next_cursor": _PAGE_CURSOR, "server_time": _SERVER_TIME},
+    },
+    "ChangesReply": _page("changes", "AttendanceRow", {
+        "type": "string", "description": "Pass as `cursor` next time; equal to the cursor "
+                                         "given when `changes` is empty."}),
+    "RecapRow": {
+        "type": "object",
+        "required": ["person_id", "name", "kind", "site", "group", "first_day", "last_day",
+                     "counts", "days", "working_days", "percent_present",
+                     "deduction_percent"],
+        "properties": {
+            "person_id": {"type": "string"}, "name": {"type": "string"},
+            "kind": _NULLABLE_STR, "nip": _NULLABLE_STR, "nisn": _NULLABLE_STR,
+            "site": {"type": "string"}, "site_name": {"type": "string"},
+            "group": {"type": "string"},
+            "first_day": {"type": "string", "format": "date"},
+            "last_day": {"type": "string", "format": "date"},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"},
+                       "description": "Days per status (H, A, S, I, DL, C, LIBUR, PENDING) "
+                                      "and, among H days, per late and early code."},
+            "days": {"type": "integer"},
+            "working_days": {"type": "integer", "description": "H + A + S + I + DL + C."},
+            "percent_present": {"type": "number"},
+            "deduction_percent": {"type": ["number", "null"],
+                                  "description": "Allowance (TPP) deduction; employees "
+                                                 "only, capped at 100."},
+        },
+    },
+    "RecapReply": {
+        "type": "object", "required": ["month", "site", "kind", "weights", "rows",
+                                       "server_time"],
+        "properties": {"month": {"type": "string"}, "site": _NULLABLE_STR,
+                       "kind": _NULLABLE_STR,
+                       "weights": {"type": "object",
+                                   "additionalProperties": {"type": "number"}},
+                       "rows": {"type": "array", "items": _ref("RecapRow")},
+                       "server_time": _SERVER_TIME},
+    },
+    "ClassRecapRow": {
+        "type": "object",
+        "required": ["site", "group", "students", "counts", "late", "working_days",
+                     "percent_present"],
+        "properties": {"site": {"type": "string"}, "group": {"type": "string"},
+                       "students": {"type": "integer"},
+                       "counts": {"type": "object",
+                                  "additionalProperties": {"type": "integer"}},
+                       "late": {"type": "integer"}, "working_days": {"type": "integer"},
+                       "percent_present": {"type": "number"}},
+    },
+    "ClassRecapReply": {
+        "type": "object", "required": ["month", "site", "classes", "server_time"],
+        "properties": {"month": {"type": "string"}, "site": {"type": "string"},
+                       "classes": {"type": "array", "items": _ref("ClassRecapRow")},
+                       "server_time": _SERVER_TIME},
+    },
+    "Anomaly": {
+        "type": "object",
+        "required": ["id", "site", "date", "kind", "card_uid", "person_id", "event_id",
+                     "detail", "first_seen_at"],
+        "properties": {"id": {"type": "integer"}, "site": {"type": "string"},
+                       "date": {"type": "string", "format": "date"},
+                       "kind": {"type": "string"}, "card_uid": _NULLABLE_STR,
+                       "person_id": _NULLABLE_STR, "event_id": _NULLABLE_STR,
+                       "detail": {"type": "object"},
+                       "first_seen_at": {"type": "string", "format": "date-time"}},
+    },
+    "AnomaliesReply": _page("anomalies", "Anomaly", _PAGE_CURSOR),
+    "FleetDevice": {
+        "type": "object",
+        "required": ["device_id", "site", "name", "last_seen_at", "backlog",
+                     "oldest_unsent_at", "clock_offset_ms", "reader_ok", "revoked"],
+        "properties": {"device_id": {"type": "string"}, "site": {"type": "string"},
+                       "name": {"type": "string"}, "created_at": _NULLABLE_TIME,
+                       "last_seen_at": _NULLABLE_TIME, "backlog": {"type": ["integer", "null"]},
+                       "oldest_unsent_at": _NULLABLE_TIME,
+                       "clock_offset_ms": {"type": ["integer", "null"],
+                                           "description": "Device clock minus server time."},
+                       "reader_ok": {"type": ["boolean", "null"]},
+                       "readers": {"type": "array"}, "versions": {"type": "object"},
+                       "highest_seq": {"type": "integer"}, "revoked": {"type": "boolean"},
+                       "revoked_at": _NULLABLE_TIME},
+    },
+    "DevicesReply": {
+        "type": "object", "required": ["devices", "server_time"],
+        "properties": {"devices": {"type": "array", "items": _ref("FleetDevice")},
+                       "server_time": _SERVER_TIME},
+    },
+    "SiteInfo": {
+        "type": "object", "required": ["code", "name", "timezone", "kind", "devices"],
+        "properties": {"code": {"type": "string"}, "name": {"type": "string"},
+                       "timezone": {"type": "string"},
+                       "kind": {"type": ["string", "null"], "enum": ["school", "office", None]},
+                       "regency": {"type": "string"}, "schedule": _NULLABLE_STR,
+                       "reconciled_through": {"type": ["string", "null"], "format": "date"},
+                       "devices": {"type": "integer", "description": "Devices not revoked."}},
+    },
+    "SitesReply": {
+        "type": "object", "required": ["sites", "server_time"],
+        "properties": {"sites": {"type": "array", "items": _ref("SiteInfo")},
+                       "server_time": _SERVER_TIME},
+    },
+    "Person": {
+        "type": "object", "required": ["person_id", "kind", "name", "site", "group", "active"],
+        "properties": {"person_id": {"type": "string"}, "kind": _NULLABLE_STR,
+                       "name": {"type": "string"}, "nip": _NULLABLE_STR,
+                       "nisn": _NULLABLE_STR, "site": _NULLABLE_STR,
+                       "group": {"type": "string"}, "position": {"type": "string"},
+                       "employment": {"type": "string"}, "active": {"type": "boolean"}},
+    },
+    "PeopleReply": _page("people", "Person", _PAGE_CURSOR),
+    "RegistryJson": {
+        "type": ["object", "array"],
+        "description": "Students: the Dapodik web-service answer (getPesertaDidik). Other "
+                       "registries: `{\"rows\": [{column: value, …}]}` with the columns of "
+                       "the CSV file.",
+    },
+    "RegistryEntry": {
+        "type": "object", "required": ["key"],
+        "properties": {"key": {"type": "string",
+                               "description": "Person id, site code or card UID."},
+                       "name": {"type": "string"}, "line": {"type": ["integer", "null"]},
+                       "site_from": _NULLABLE_STR, "site_to": _NULLABLE_STR,
+                       "effective": {"type": ["string", "null"], "format": "date"},
+                       "changes": {"type": "object", "description": "field: [old, new]"},
+                       "note": {"type": "string"}},
+    },
+    "RegistryDiffReply": {
+        "type": "object",
+        "required": ["registry", "source", "applied", "dry_run", "counts", "server_time"],
+        "properties": {
+            "registry": {"type": "string",
+                         "enum": ["sites", "employees", "students", "cards"]},
+            "source": {"type": "string"}, "site": _NULLABLE_STR,
+            "applied": {"type": "boolean", "description": "False for a dry run or when "
+                                                          "nothing changes."},
+            "dry_run": {"type": "boolean"},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            **{category: {"type": "array", "items": _ref("RegistryEntry")}
+               for category in ("joiners", "leavers", "transfers", "changes", "new",
+                                "rebound")},
+            "server_time": _SERVER_TIME,
+        },
+    },
+}
+SCHEMAS.update(KEY_SCHEMAS)
+
+_KEY_SECURITY = [{"apiKey": []}]
+
+KEY_PATHS: dict[str, Any] = {
+    "/attendance": {"get": {
+        "operationId": "getAttendance",
+        "summary": "A local day's attendance rows (status, codes, check-in/out in UTC and "
+                   "local time), by site and person.",
+        "security": _KEY_SECURITY,
+        "parameters": [_query("date", {"type": "string", "format": "date", "maxLength": 10},
+                              "The local date, `YYYY-MM-DD`.", required=True),
+                       _SITE_PARAM, _LIMIT_PARAM, _PAGE_PARAM],
+        "responses": {"200": _ok("One page of rows.", "AttendanceReply"), **_KEY_ERRORS,
+                      **_SITE_NOT_FOUND},
+    }},
+    "/changes": {"get": {
+        "operationId": "getChanges",
+        "summary": "The change feed: attendance rows whose version is above the cursor, "
+                   "oldest first. Follow `next_cursor` until `changes` is empty.",
+        "security": _KEY_SECURITY,
+        "parameters": [_query("cursor", {"type": "string", "pattern": r"^[0-9]{1,18}$"},
+                              "The `next_cursor` of the previous reply; `0` or left out: "
+                              "from the beginning."),
+                       _LIMIT_PARAM],
+        "responses": {"200": _ok("Changed rows (operator keys: of their site only).",
+                                 "ChangesReply"), **_KEY_ERRORS},
+    }},
+    "/recap": {"get": {
+        "operationId": "getRecap",
+        "summary": "Monthly recap per person and site: days H, TL1-4, PSW1-4, S, I, A, DL, "
+                   "C; percent present; allowance deduction for employees.",
+        "security": _KEY_SECURITY,
+        "parameters": [_MONTH_PARAM, _SITE_PARAM,
+                       _query("kind", {"type": "string", "enum": ["employee", "student"]},
+                              "Only employees or only students."),
+                       _FORMAT_PARAM],
+        "responses": {"200": _report_ok("The recap (a file for csv and xlsx).", "RecapReply"),
+                      **_KEY_ERRORS, **_SITE_NOT_FOUND},
+    }},
+    "/recap/classes": {"get": {
+        "operationId": "getClassRecap",
+        "summary": "Students of one school per class for a month: H, S, I, A, late days, "
+                   "percent present.",
+        "security": _KEY_SECURITY,
+        "parameters": [_MONTH_PARAM, {**_SITE_PARAM, "description":
+                                      "The school; diskominfo keys must give it."},
+                       _FORMAT_PARAM],
+        "responses": {"200": _report_ok("The class recap (a file for csv and xlsx).",
+                                        "ClassRecapReply"),
+                      **_KEY_ERRORS, **_SITE_NOT_FOUND},
+    }},
+    "/anomalies": {"get": {
+        "operationId": "getAnomalies",
+        "summary": "Anomalies found by reconciliation (unknown or lost cards used, other "
+                   "site, impossible travel, …), oldest first.",
+        "security": _KEY_SECURITY,
+        "parameters": [_query("date_from", {"type": "string", "format": "date",
+                                            "maxLength": 10}, "First local date."),
+                       _query("date_to", {"type": "string", "format": "date",
+                                          "maxLength": 10}, "Last local date (inclusive)."),
+                       _SITE_PARAM,
+                       _query("kind", {"type": "string", "pattern": r"^[a-z_]{1,32}$"},
+                              "Only this kind, e.g. `unknown_card`."),
+                       _LIMIT_PARAM, _PAGE_PARAM],
+        "responses": {"200": _ok("One page of anomalies.", "AnomaliesReply"), **_KEY_ERRORS,
+                      **_SITE_NOT_FOUND},
+    }},
+    "/devices": {"get": {
+        "operationId": "getFleet",
+        "summary": "The devices with their health: last seen, backlog, oldest unsent tap, "
+                   "clock offset, reader state, revoked.",
+        "security": _KEY_SECURITY,
+        "parameters": [_SITE_PARAM],
+        "responses": {"200": _ok("The devices.", "DevicesReply"), **_KEY_ERRORS,
+                      **_SITE_NOT_FOUND},
+    }},
+    "/sites": {"get": {
+        "operationId": "getSites",
+        "summary": "The sites (operator keys: their own).",
+        "security": _KEY_SECURITY,
+        "responses": {"200": _ok("The sites.", "SitesReply"), **_KEY_ERRORS},
+    }},
+    "/people": {"get": {
+        "operationId": "getPeople",
+        "summary": "The registry's people at their current site, by person id (no NIK).",
+        "security": _KEY_SECURITY,
+        "parameters": [_SITE_PARAM, _LIMIT_PARAM, _PAGE_PARAM],
+        "responses": {"200": _ok("One page of people.", "PeopleReply"), **_KEY_ERRORS,
+                      **_SITE_NOT_FOUND},
+    }},
+    "/registry/{kind}": {"post": {
+        "operationId": "importRegistry",
+        "summary": "Import a registry file (sites, employees, students, cards): all or "
+                   "nothing; `dry_run=true` only shows the diff. Diskominfo keys only.",
+        "security": _KEY_SECURITY,
+        "parameters": [
+            {"name": "kind", "in": "path", "required": True,
+             "schema": {"type": "string", "enum": ["sites", "employees", "students", "cards"]}},
+            _query("dry_run", {"type": "string", "enum": ["true", "false"]},
+                   "`true`: compare only, write nothing (default `false`)."),
+            _query("npsn", {"type": "string", "pattern": r"^[0-9]{8}$"},
+                   "Students: the school, when the file's title rows do not name it."),
+            _query("effective", {"type": "string", "format": "date", "maxLength": 10},
+                   "Employees, students: the day joiners, leavers and transfers take "
+                   "effect (default: today)."),
+            _query("filename", {"type": "string", "pattern": r"^[A-Za-z0-9._ -]{1,100}$"},
+                   "The file's name, used in problem reports."),
+        ],
+        "requestBody": {"required": True, "content": {
+            "text/csv": {"schema": {"type": "string"}},
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                "schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": _ref("RegistryJson")},
+        }},
+        "responses": {
+            "200": _ok("The diff (applied unless `dry_run`).", "RegistryDiffReply"),
+            **_KEY_ERRORS,
+            "404": _error("`not_found`: not one of the four registries."),
+            "413": _error("`too_large`: the file is over the upload limit (64 MiB)."),
+            "422": _error("`invalid_file`: the file has problems; `details` lists every one "
+                          "with `file`, `line` (or `row` for JSON), `field` and `reason`. "
+                          "Nothing was written."),
+        },
+    }},
+}
+# -- end of the integrators' API ----------------------------------------------------------------
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "Smart-card attendance sync API",
         "version": "1",
         "summary": "Edge readers push card taps, heartbeats and excuses; pull their roster.",
-        "description": "See docs/SYNC_API.md. Every successful reply carries `server_time`. "
+        "description": "See docs/SYNC_API.md (devices) and docs/DISKOMINFO_API.md "
+                       "(integrators, API keys). Every successful reply carries `server_time`. "
                        "Errors are JSON: `{\"error\": {\"code\", \"message\", \"details\"}}`. "
                        "Unknown properties in request bodies are ignored.",
         "license": {"name": "MIT", "identifier": "MIT"},
@@ -325,6 +692,10 @@ DOCUMENT: dict[str, Any] = {
         "securitySchemes": {
             "deviceToken": {"type": "http", "scheme": "bearer",
                             "description": "The token a device got from /devices/enroll."},
+            "apiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "ak_<key_id>.<secret>",
+                       "description": "An API key from `attendance-server key add` "
+                                      "(role diskominfo or operator); see "
+                                      "docs/DISKOMINFO_API.md."},
         },
     },
     "paths": {
@@ -388,9 +759,11 @@ DOCUMENT: dict[str, Any] = {
                 "operationId": "pushExcuses",
                 "summary": "Store excuse records (sakit, izin, dinas luar, cuti), idempotent "
                            "by excuse_id.",
-                "security": [{"deviceToken": []}],
+                "security": [{"deviceToken": []}, {"apiKey": []}],
                 "requestBody": _body("ExcuseBatch"),
                 "responses": {"200": _ok("Stored.", "ExcuseReply"), **_AUTH_ERRORS,
+                              "403": _error("`forbidden`: an operator key sent an excuse "
+                                            "for a person not of its site; nothing stored."),
                               **_COMMON_ERRORS},
             },
         },
@@ -415,6 +788,7 @@ DOCUMENT: dict[str, Any] = {
                                           "schema": {"type": "object"}}}}},
             },
         },
+        **KEY_PATHS,
     },
 }
 
@@ -801,6 +1175,9 @@ class RequestValidator:
                 problems.append({"path": name, "message": "given more than once"})
             elif given:
                 values[name] = given[0]
+            elif name in validator.schema["required"]:
+                # Named here: jsonschema reports a missing property at the object's path.
+                problems.append({"path": name, "message": "required"})
         if not problems:
             try:
                 check_json_values(values)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +53,13 @@ def engine() -> Engine:
 
 
 # -- requests -------------------------------------------------------------------------------
+#: A Flask route variable (``<kind>``, ``<any(a, b):kind>``) and its OpenAPI form (``{kind}``).
+_ROUTE_VARIABLE = re.compile(r"<(?:[^:>]+:)?([^>]+)>")
+
+
 def _operation() -> tuple[str, str]:
     rule = request.url_rule.rule if request.url_rule else request.path
-    return rule[len(API_PREFIX):], request.method
+    return _ROUTE_VARIABLE.sub(r"{\1}", rule[len(API_PREFIX):]), request.method
 
 
 def _refuse_constant(name: str) -> Any:
