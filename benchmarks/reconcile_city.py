@@ -14,7 +14,7 @@ import or ingest benchmark), then, timed:
   last tap and count per card and local day) for the day and for the month.
 
     .venv/bin/python benchmarks/reconcile_city.py [--database-url URL] [--sites 400]
-        [--staff 10000] [--students 150000] [--keep DIR]
+        [--staff 10000] [--students 150000] [--workers 1] [--keep DIR]
 
 SQLite by default (a file in a temporary directory); PostgreSQL with
 ``--database-url postgresql://…/DB`` — a scratch database the script may empty.
@@ -206,14 +206,15 @@ def group_by_pass(engine: sa.Engine, first: date, last: date) -> tuple[float, in
 
 
 # -- the system under test -----------------------------------------------------------------------
-def reconcile(engine: sa.Engine, site_codes: list[str], days: list[date]) -> tuple[float, Any]:
+def reconcile(engine: sa.Engine, site_codes: list[str], days: list[date],
+              workers: int) -> tuple[float, Any]:
     from server.attendance_rules import RulesConfig
     from server.reconcile import reconcile_days
 
     now = datetime(days[-1].year, days[-1].month, days[-1].day, tzinfo=UTC) + timedelta(2)
     start = time.perf_counter()
     result = reconcile_days(engine, [(code, day) for day in days for code in site_codes],
-                            config=RulesConfig(), now=now)
+                            config=RulesConfig(), now=now, workers=workers)
     return time.perf_counter() - start, result
 
 
@@ -239,6 +240,8 @@ def main() -> None:
     parser.add_argument("--staff", type=int, default=10_000)
     parser.add_argument("--students", type=int, default=150_000)
     parser.add_argument("--keep", type=Path, help="keep the SQLite file in this directory")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="reconciliation processes (attendance-server reconcile --workers)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="reconcile-city-"))
@@ -251,7 +254,7 @@ def main() -> None:
     try:
         city = SyntheticCity(1, sites=args.sites, staff=args.staff, students=args.students)
         print(f"city: {args.sites} sites, {args.staff} staff, {args.students} students; "
-              f"{engine.dialect.name}", flush=True)
+              f"{engine.dialect.name}; {args.workers} reconciliation worker(s)", flush=True)
         loaded = load_city(engine, city, MONTH)
         print(f"load: registries {loaded['registries_s']:.1f} s; {int(loaded['taps']):,} taps "
               f"in {loaded['taps_s']:.1f} s", flush=True)
@@ -260,16 +263,16 @@ def main() -> None:
         one_day = [date(2026, 10, 14)]
 
         base_day, groups_day = group_by_pass(engine, one_day[0], one_day[0])
-        day_s, _ = reconcile(engine, sites, one_day)
+        day_s, _ = reconcile(engine, sites, one_day, args.workers)
         rows_day = count(engine, "attendance_days")
         print(f"one day: reconcile {day_s:.2f} s ({rows_day:,} person-days); "
               f"GROUP BY {base_day:.2f} s ({groups_day:,} groups); ratio {day_s / base_day:.1f}",
               flush=True)
-        again_s, _ = reconcile(engine, sites, one_day)
+        again_s, _ = reconcile(engine, sites, one_day, args.workers)
         print(f"one day again (nothing changes): {again_s:.2f} s", flush=True)
 
         base_month, groups_month = group_by_pass(engine, days[0], days[-1])
-        month_s, _ = reconcile(engine, sites, days)
+        month_s, _ = reconcile(engine, sites, days, args.workers)
         rows_month = count(engine, "attendance_days")
         print(f"month: reconcile {month_s:.1f} s ({rows_month:,} person-days); "
               f"GROUP BY {base_month:.2f} s ({groups_month:,} groups); "
