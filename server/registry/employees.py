@@ -20,14 +20,14 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from server.ids import nik_problem, nip_birth_date, nip_problem, nip_sex
+from server.ids import nip_birth_date, nip_problem, nip_sex
 from server.registry.apply import Changes, lock_registry
 from server.registry.diff import RegistryDiff
-from server.registry.people import (PersonRecord, Progress, apply_people, check_effective_option,
+from server.registry.people import (PersonRecord, Progress, apply_people, check_effective,
+                                    check_effective_option, check_name, check_person_ids,
                                     no_progress, plan_people)
 from server.registry.problems import Problems
-from server.registry.readers import (Column, Source, Table, id_text, number_hint, parse_date,
-                                     parse_sex, read_table)
+from server.registry.readers import Column, Source, Table, parse_date, parse_sex, read_table
 
 COLUMNS = (
     Column("nip", ("nip_baru",), required=True),
@@ -44,36 +44,18 @@ COLUMNS = (
 )
 #: How the people fields are called in the diff of this registry.
 LABELS = {"group_name": "unit", "employment": "status"}
-MAX_NAME = 200
 
 
 def parse_employees(table: Table, problems: Problems) -> list[PersonRecord]:
     """Check every row; a record per row (``valid`` False for a row with problems)."""
     records: list[PersonRecord] = []
     seen: dict[str, dict[str, int]] = {"nip": {}, "nik": {}}
+    lines = table.unit + "s" if table.unit == "row" else "lines"
     for row in table.rows:
         before = len(problems)
         line = row.line
-        nip = id_text(row.values.get("nip"))
-        problem = nip_problem(nip)
-        if problem:
-            problems.add(line, "nip", number_hint(nip, problem))
-        nik = id_text(row.values.get("nik")) or None
-        if nik:
-            problem = nik_problem(nik)
-            if problem:
-                problems.add(line, "nik", number_hint(nik, problem))
-        for key, value in (("nip", nip), ("nik", nik)):
-            if value and value in seen[key]:
-                problems.add(line, key, f"{key.upper()} {value} is on lines {seen[key][value]} "
-                                        f"and {line}")
-            elif value:
-                seen[key][value] = line
-        name = row.text("name")
-        if not name:
-            problems.add(line, "name", "is empty")
-        elif len(name) > MAX_NAME:
-            problems.add(line, "name", f"is longer than {MAX_NAME} characters")
+        nip, nik = check_person_ids(row, problems, seen, "nip", nip_problem, lines)
+        name = check_name(row, problems)
         site_code = row.text("site_code")
         if not site_code:
             problems.add(line, "site_code", "is empty")
@@ -105,12 +87,7 @@ def parse_employees(table: Table, problems: Problems) -> list[PersonRecord]:
                 if nip_ok and born != fields["birth_date"]:
                     problems.add(line, "birth_date",
                                  f"is {born} but the NIP says {fields['birth_date']}")
-        effective = None
-        if row.text("effective_from"):
-            try:
-                effective = parse_date(row.values["effective_from"])
-            except ValueError as exc:
-                problems.add(line, "effective_from", str(exc))
+        effective = check_effective(row, problems)
         records.append(PersonRecord(line, nip, site_code, fields, effective,
                                     valid=len(problems) == before))
     return records

@@ -31,7 +31,9 @@ from sqlalchemy.engine import Connection
 
 from server.registry.apply import ROSTER_FIELDS, Changes
 from server.registry.diff import DiffEntry, RegistryDiff
+from server.ids import nik_problem
 from server.registry.problems import Problems
+from server.registry.readers import Row, id_text, number_hint, parse_date
 from server.schema import people, person_sites, sites
 
 T = TypeVar("T")
@@ -41,10 +43,56 @@ Progress = Callable[[str, Iterable[T], int], Iterable[T]]
 PERSON_FIELDS = ("name", "group_name", "nik", "nip", "nisn", "position", "employment", "sex",
                  "birth_date")
 _CHUNK = 5000
+MAX_NAME = 200
 
 
 def no_progress(label: str, items: Iterable[T], length: int) -> Iterable[T]:
     return items
+
+
+def check_person_ids(row: Row, problems: Problems, seen: dict[str, dict[str, int]], key: str,
+                     problem_of: Callable[[str], str | None], lines: str
+                     ) -> tuple[str, str | None]:
+    """The row's main id (``key``: nip or nisn) and NIK, each checked for its format
+    and for a repeat within the file (``seen``: id -> first line, per key; ``lines``
+    names the unit in the message, "lines" or "rows")."""
+    main = id_text(row.values.get(key))
+    problem = problem_of(main)
+    if problem:
+        problems.add(row.line, key, number_hint(main, problem))
+    nik = id_text(row.values.get("nik")) or None
+    if nik:
+        problem = nik_problem(nik)
+        if problem:
+            problems.add(row.line, "nik", number_hint(nik, problem))
+    for name, value in ((key, main), ("nik", nik)):
+        if value and value in seen[name]:
+            problems.add(row.line, name, f"{name.upper()} {value} is on {lines} "
+                                         f"{seen[name][value]} and {row.line}")
+        elif value:
+            seen[name][value] = row.line
+    return main, nik
+
+
+def check_name(row: Row, problems: Problems) -> str:
+    """The row's name: not empty, at most :data:`MAX_NAME` characters."""
+    name = row.text("name")
+    if not name:
+        problems.add(row.line, "name", "is empty")
+    elif len(name) > MAX_NAME:
+        problems.add(row.line, "name", f"is longer than {MAX_NAME} characters")
+    return name
+
+
+def check_effective(row: Row, problems: Problems) -> date | None:
+    """The row's own ``effective_from`` date, if it has one."""
+    if not row.text("effective_from"):
+        return None
+    try:
+        return parse_date(row.values["effective_from"])
+    except ValueError as exc:
+        problems.add(row.line, "effective_from", str(exc))
+        return None
 
 
 @dataclass

@@ -23,15 +23,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from server.ids import nik_problem, nisn_problem, npsn_problem
+from server.ids import nisn_problem, npsn_problem
 from server.registry.apply import Changes, lock_registry
 from server.registry.diff import RegistryDiff
-from server.registry.people import (PersonRecord, Progress, apply_people, check_effective_option,
+from server.registry.people import (PersonRecord, Progress, apply_people, check_effective,
+                                    check_effective_option, check_name, check_person_ids,
                                     no_progress, plan_people)
 from server.registry.problems import Problem, Problems, RegistryImportError
-from server.registry.readers import (Column, Source, Table, detect_format, id_text, load_source,
-                                     number_hint, parse_date, parse_sex, read_csv,
-                                     read_json_rows, read_xlsx)
+from server.registry.readers import (Column, Source, Table, detect_format, load_source,
+                                     parse_date, parse_sex, read_csv, read_json_rows, read_xlsx)
 from server.schema import sites
 
 COLUMNS = (
@@ -46,7 +46,6 @@ COLUMNS = (
 )
 FORMATS = ("csv", "xlsx", "dapodik-json")
 LABELS = {"group_name": "rombel"}
-MAX_NAME = 200
 _TITLE_NPSN = re.compile(r"\bNPSN\b\s*[:=]?\s*(\d{8})\b", re.IGNORECASE)
 
 
@@ -93,26 +92,8 @@ def parse_students(table: Table, problems: Problems, npsn: str) -> list[PersonRe
     for row in table.rows:
         before = len(problems)
         line = row.line
-        nisn = id_text(row.values.get("nisn"))
-        problem = nisn_problem(nisn)
-        if problem:
-            problems.add(line, "nisn", number_hint(nisn, problem))
-        nik = id_text(row.values.get("nik")) or None
-        if nik:
-            problem = nik_problem(nik)
-            if problem:
-                problems.add(line, "nik", number_hint(nik, problem))
-        for key, value in (("nisn", nisn), ("nik", nik)):
-            if value and value in seen[key]:
-                problems.add(line, key, f"{key.upper()} {value} is on {unit} "
-                                        f"{seen[key][value]} and {line}")
-            elif value:
-                seen[key][value] = line
-        name = row.text("name")
-        if not name:
-            problems.add(line, "name", "is empty")
-        elif len(name) > MAX_NAME:
-            problems.add(line, "name", f"is longer than {MAX_NAME} characters")
+        nisn, nik = check_person_ids(row, problems, seen, "nisn", nisn_problem, unit)
+        name = check_name(row, problems)
         fields: dict[str, Any] = {"name": name, "nisn": nisn, "group_name": row.text("group")}
         if row.has("nik"):
             fields["nik"] = nik
@@ -130,12 +111,7 @@ def parse_students(table: Table, problems: Problems, npsn: str) -> list[PersonRe
                     fields["birth_date"] = parse_date(row.values["birth_date"])
                 except ValueError as exc:
                     problems.add(line, "birth_date", str(exc))
-        effective = None
-        if row.text("effective_from"):
-            try:
-                effective = parse_date(row.values["effective_from"])
-            except ValueError as exc:
-                problems.add(line, "effective_from", str(exc))
+        effective = check_effective(row, problems)
         records.append(PersonRecord(line, nisn, npsn, fields, effective,
                                     valid=len(problems) == before))
     return records
