@@ -42,7 +42,8 @@ from server.db import insert_for, utcnow
 from server.errors import NotFound
 from server.schedule import (CALENDAR_KINDS, DEFAULT_SCHEDULES, Calendar, CalendarDay,
                              Schedule, calendar_range, format_time, parse_time, site_timezone)
-from server.schema import calendar_days, reconcile_queue, schedules, sites
+from server.queue import queue_pairs
+from server.schema import calendar_days, schedules, sites
 
 log = logging.getLogger(__name__)
 
@@ -393,18 +394,6 @@ def _local_today(site: Mapping[str, Any], now: datetime) -> date:
     return now.astimezone(site_timezone(site["timezone"])).date()
 
 
-def _queue_rows(conn: Connection, pairs: Iterable[tuple[str, date]], reason: str,
-                now: datetime) -> int:
-    rows = [{"site_code": code, "day": day, "reason": reason, "queued_at": now}
-            for code, day in sorted(set(pairs))]
-    if rows:
-        stmt = insert_for(conn, reconcile_queue)
-        conn.execute(stmt.on_conflict_do_update(
-            index_elements=[reconcile_queue.c.site_code, reconcile_queue.c.day],
-            set_={"reason": stmt.excluded.reason, "queued_at": stmt.excluded.queued_at}), rows)
-    return len(rows)
-
-
 def _queue_from(conn: Connection, affected: Sequence[Mapping[str, Any]], since: date | None,
                 now: datetime, reason: str) -> int:
     pairs = []
@@ -414,7 +403,7 @@ def _queue_from(conn: Connection, affected: Sequence[Mapping[str, Any]], since: 
         while day <= today:
             pairs.append((site["code"], day))
             day += timedelta(days=1)
-    return _queue_rows(conn, pairs, reason, now)
+    return queue_pairs(conn, pairs, reason, now=now)
 
 
 def _queue_dates(conn: Connection, affected: Sequence[Mapping[str, Any]], days: Sequence[date],
@@ -423,4 +412,4 @@ def _queue_dates(conn: Connection, affected: Sequence[Mapping[str, Any]], days: 
     for site in affected:
         today = _local_today(site, now)
         pairs.extend((site["code"], day) for day in days if day <= today)
-    return _queue_rows(conn, pairs, reason, now)
+    return queue_pairs(conn, pairs, reason, now=now)

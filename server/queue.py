@@ -32,11 +32,18 @@ def local_days(moments: Iterable[datetime], timezone: str) -> set[date]:
 
 
 def queue_site_days(conn: Connection, site_code: str, days: Iterable[date],
-                    reason: str) -> int:
+                    reason: str, *, now: datetime | None = None) -> int:
     """Queue ``days`` of ``site_code``; returns how many rows were given."""
-    now = utcnow()
-    rows = [{"site_code": site_code, "day": day, "reason": reason[:32], "queued_at": now}
-            for day in sorted(set(days))]
+    return queue_pairs(conn, ((site_code, day) for day in days), reason, now=now)
+
+
+def queue_pairs(conn: Connection, pairs: Iterable[tuple[str, date]], reason: str, *,
+                now: datetime | None = None) -> int:
+    """Queue (site code, day) ``pairs``, replacing the reason and time of those already
+    queued; returns how many rows were given."""
+    queued_at = now or utcnow()
+    rows = [{"site_code": site_code, "day": day, "reason": reason[:32], "queued_at": queued_at}
+            for site_code, day in sorted(set(pairs))]
     if rows:
         stmt = insert_for(conn, reconcile_queue)
         conn.execute(stmt.on_conflict_do_update(
