@@ -185,6 +185,11 @@ class EmployeeRow:
     sex: str  # "L" or "P"
     birth_date: date
 
+    def csv_row(self) -> tuple[str, ...]:
+        """The ``employees.csv`` line (columns of :data:`EMPLOYEES_CSV_HEADER`)."""
+        return (self.nip, self.nik, self.name, self.site_code, self.unit, self.position,
+                self.status, self.sex, self.birth_date.isoformat())
+
 
 @dataclass(frozen=True)
 class StudentRow:
@@ -606,9 +611,7 @@ def write_sites_csv(path: str | Path, rows: Iterable[SiteRow]) -> int:
 
 def write_employees_csv(path: str | Path, rows: Iterable[EmployeeRow]) -> int:
     """Write ``employees.csv`` (dates as YYYY-MM-DD); the number of employees written."""
-    return _write_csv(path, EMPLOYEES_CSV_HEADER, (
-        (r.nip, r.nik, r.name, r.site_code, r.unit, r.position, r.status, r.sex,
-         r.birth_date.isoformat()) for r in rows))
+    return _write_csv(path, EMPLOYEES_CSV_HEADER, (r.csv_row() for r in rows))
 
 
 def write_cards_csv(path: str | Path, rows: Iterable[CardRow]) -> int:

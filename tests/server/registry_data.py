@@ -13,6 +13,7 @@ from typing import Any, Iterable, Sequence
 import sqlalchemy as sa
 
 from server.ids import make_nik, make_nip, make_nisn
+from server.synthetic import EMPLOYEES_CSV_HEADER, EmployeeRow
 
 #: A Monday, 10:00 in Jakarta: the "now" of the registry tests.
 NOW = datetime(2026, 3, 2, 3, 0, tzinfo=timezone.utc)
@@ -28,25 +29,9 @@ SITES = [
     ("60101234", "SD Negeri 3 Makassar", "school", "WITA", "sekolah", "Kota Makassar"),
 ]
 
-EMPLOYEES_HEADER = ("nip", "nik", "name", "site_code", "unit", "position", "status", "sex",
-                    "birth_date")
-
-
-@dataclass(frozen=True)
-class Employee:
-    nip: str
-    nik: str
-    name: str
-    site_code: str
-    unit: str
-    position: str
-    status: str
-    sex: str
-    birth_date: date
-
-    def row(self) -> tuple[str, ...]:
-        return (self.nip, self.nik, self.name, self.site_code, self.unit, self.position,
-                self.status, self.sex, self.birth_date.isoformat())
+#: The test employees are the generator's rows (server.synthetic), in its CSV format.
+Employee = EmployeeRow
+EMPLOYEES_HEADER = EMPLOYEES_CSV_HEADER
 
 
 @dataclass(frozen=True)
@@ -121,7 +106,7 @@ def employees_csv(tmp_path: Path, employees: Iterable[Employee] = EMPLOYEES, *,
     """employees.csv; ``extra`` adds columns (name -> one value per employee)."""
     employees = list(employees)
     header = list(EMPLOYEES_HEADER) + list(extra or {})
-    rows = [list(e.row()) + [values[i] for values in (extra or {}).values()]
+    rows = [list(e.csv_row()) + [values[i] for values in (extra or {}).values()]
             for i, e in enumerate(employees)]
     return write_csv(tmp_path / name, header, rows)
 
