@@ -52,7 +52,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from server.schedule import DayPlan
 
@@ -75,7 +75,6 @@ DEFAULT_DEDUCTION_WEIGHTS: Mapping[str, float] = MappingProxyType({
 _WEIGHTED_STATUSES = ("A", "S", "I", "DL", "C")
 _CONFIG_KEYS = ("late_brackets", "late_names", "early_brackets", "early_names", "many_taps",
                 "travel_minutes", "deduction_weights")
-_MINUTE = timedelta(minutes=1)
 
 
 def _is_int(value: Any) -> bool:
@@ -277,9 +276,12 @@ class ExcuseFact:
         return EXCUSE_STATUS[self.kind]
 
 
-@dataclass(frozen=True)
-class DayOutcome:
-    """The attendance of one person on one day (see the module docstring for the rules)."""
+class DayOutcome(NamedTuple):
+    """The attendance of one person on one day (see the module docstring for the rules).
+
+    A named tuple: a city day makes 160,000 of them, three times faster than a
+    frozen dataclass.
+    """
 
     status: str
     late_code: str | None = None
@@ -297,33 +299,77 @@ def _ordered(taps: Iterable[TapFact]) -> list[TapFact]:
     return sorted(taps, key=lambda t: (t.at, t.event_id))
 
 
-def _minute_of(at: datetime) -> datetime:
-    # Truncate in UTC: every zone in use has a whole-minute offset, so this is the local minute.
-    return at.astimezone(timezone.utc).replace(second=0, microsecond=0)
-
-
-def _whole_minutes(delta: timedelta) -> int:
-    return int(delta // _MINUTE)
+# Minutes are counted on POSIX timestamps (seconds since the epoch, UTC): every zone in
+# use has a whole-minute offset, so the start of a tap's minute is the same in any zone,
+# and this is several times faster than subtracting datetimes in different zones.
+def _minute_start(at: datetime) -> float:
+    return at.timestamp() // 60 * 60
 
 
 def _minutes_late(check_in: datetime, plan: DayPlan) -> int:
     assert plan.start is not None
-    late = _whole_minutes(_minute_of(check_in) - plan.start)
+    late = int((_minute_start(check_in) - plan.start_timestamp) // 60)
     return late if late > plan.grace_minutes else 0
 
 
 def _minutes_early(check_out: datetime, plan: DayPlan) -> int:
     assert plan.end is not None
-    return max(0, _whole_minutes(plan.end - _minute_of(check_out)))
+    return max(0, int((plan.end_timestamp - _minute_start(check_out)) // 60))
 
 
-def _in_and_out(valid: list[TapFact], plan: DayPlan) -> tuple[datetime | None, datetime | None]:
+class TapSummary(NamedTuple):
+    """What the rules need of a person's valid taps of a day (rules 1, 2, 6 and 7).
+
+    Summaries merge (:meth:`merge`), so the taps of several cards, or counts
+    aggregated by the database per card, give the same outcome as the taps
+    themselves: see :func:`summarize` and :func:`decide_day`.
+    """
+
+    first: datetime | None = None
+    last: datetime | None = None
+    count: int = 0
+    unverified: bool = False
+
+    def merge(self, other: TapSummary) -> TapSummary:
+        if not other.count:
+            return self
+        if not self.count:
+            return other
+        assert self.first is not None and self.last is not None
+        assert other.first is not None and other.last is not None
+        return TapSummary(min(self.first, other.first), max(self.last, other.last),
+                          self.count + other.count, self.unverified or other.unverified)
+
+
+NO_TAPS = TapSummary()
+
+
+def summarize(taps: Iterable[TapFact], site_code: str) -> TapSummary:
+    """The summary of the taps of ``taps`` that are valid at ``site_code`` (rule 1)."""
+    first = last = None
+    count = 0
+    unverified = False
+    for tap in taps:
+        if tap.site_code != site_code or tap.card_status != "active":
+            continue
+        count += 1
+        if first is None or tap.at < first:
+            first = tap.at
+        if last is None or tap.at > last:
+            last = tap.at
+        if tap.clock_status == "unverified":
+            unverified = True
+    return TapSummary(first, last, count, unverified) if count else NO_TAPS
+
+
+def _in_and_out(taps: TapSummary, plan: DayPlan) -> tuple[datetime | None, datetime | None]:
     """Check-in and check-out of the valid taps (rules 6 and 7)."""
-    if not valid:
+    if not taps.count:
         return None, None
-    if len(valid) >= 2:
-        return valid[0].at, valid[-1].at
-    only = valid[0].at
+    if taps.count >= 2:
+        return taps.first, taps.last
+    only = taps.first
+    assert only is not None
     if plan.start is None or plan.end is None:
         return only, None
     midpoint = plan.start + (plan.end - plan.start) / 2
@@ -334,25 +380,33 @@ def evaluate_day(plan: DayPlan, taps: Sequence[TapFact], excuses: Sequence[Excus
                  site_code: str, pending: bool = False,
                  config: RulesConfig = RulesConfig()) -> DayOutcome:
     """The outcome of one person's day at ``site_code`` (rules: module docstring)."""
+    return decide_day(plan, summarize(taps, site_code), excuses, pending=pending,
+                      config=config)
+
+
+def decide_day(plan: DayPlan, taps: TapSummary, excuses: Sequence[ExcuseFact], *,
+               pending: bool = False, config: RulesConfig = RulesConfig()) -> DayOutcome:
+    """The outcome of one person's day from the summary of the valid taps (see
+    :func:`evaluate_day`, which summarizes the taps and calls this)."""
     if plan.workday and (plan.start is None or plan.end is None):
         raise ValueError(f"plan of {plan.date}: a working day needs start and end")
-    valid = _ordered(t for t in taps if t.site_code == site_code and t.card_status == "active")
-    flags = ["unverified_clock"] if any(t.clock_status == "unverified" for t in valid) else []
-    check_in, check_out = _in_and_out(valid, plan)
-    count = len(valid)
+    flags = ["unverified_clock"] if taps.unverified else []
+    check_in, check_out = _in_and_out(taps, plan)
+    count = taps.count
 
     if not plan.workday:
         return DayOutcome("LIBUR", check_in=check_in, check_out=check_out, tap_count=count,
                           flags=tuple(flags))
 
-    covering = sorted((e for e in excuses if e.covers(plan.date)), key=lambda e: e.excuse_id)
+    covering = [e for e in excuses if e.covers(plan.date)]
     if covering:
-        if valid:
+        chosen = min(covering, key=lambda e: e.excuse_id)
+        if count:
             flags.append("tap_during_excuse")
-        return DayOutcome(covering[0].status, check_in=check_in, check_out=check_out,
-                          tap_count=count, flags=tuple(flags), excuse_id=covering[0].excuse_id)
+        return DayOutcome(chosen.status, check_in=check_in, check_out=check_out,
+                          tap_count=count, flags=tuple(flags), excuse_id=chosen.excuse_id)
 
-    if not valid:
+    if not count:
         return DayOutcome("PENDING" if pending else "A", flags=tuple(flags))
 
     minutes_late = _minutes_late(check_in, plan) if check_in is not None else None

@@ -61,13 +61,19 @@ def create_db_engine(url: str, *, echo: bool = False) -> Engine:
                                           "application_name": "attendance-server"})
 
 
+#: Page cache of each SQLite connection of the server, in KiB.
+SQLITE_CACHE_KIB = 65536
+
+
 def _sqlite_on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
     # The sqlite3 module's own transaction handling would issue a deferred
     # BEGIN behind our back; turn it off and begin explicitly (below).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
+    # 64 MB of page cache instead of SQLite's 2 MB: a city's database is gigabytes, and
+    # reconciling a day checks 160,000 foreign keys against the people table.
     for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
-                   "busy_timeout=30000"):
+                   "busy_timeout=30000", f"cache_size=-{SQLITE_CACHE_KIB}"):
         cur.execute(f"PRAGMA {pragma}")
     cur.close()
 

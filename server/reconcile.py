@@ -72,8 +72,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from server.attendance_rules import (DayOutcome, ExcuseFact, RulesConfig, TapFact,
-                                     evaluate_day, find_anomalies)
+from server.attendance_rules import (NO_TAPS, DayOutcome, ExcuseFact, RulesConfig, TapFact,
+                                     TapSummary, decide_day, find_anomalies, summarize)
 from server.calendar_store import (calendar_from, list_calendar_days, load_schedules,
                                    overrides_by_scope, resolve_site_schedule)
 from server.db import insert_for, utcnow
@@ -218,11 +218,9 @@ class CardStates:
         self._timelines = {uid: list(changes) for uid, changes in (timelines or {}).items()
                            if changes}
         self._moments = {uid: [c[0] for c in changes] for uid, changes in self._timelines.items()}
-        self._single = {}
+        self._single: dict[str, tuple[datetime, str, str, datetime | None, datetime | None]] = {}
         for uid, (since, person, status, valid_from, valid_to, zone) in (single or {}).items():
-            starts = _midnight(valid_from, zone) if valid_from is not None else None
-            ends = _midnight(valid_to + timedelta(days=1), zone) if valid_to is not None else None
-            self._single[uid] = (since, person, status, starts, ends)
+            self._single[uid] = _compact(since, person, status, valid_from, valid_to, zone)
 
     def at(self, card_uid: str, moment: datetime) -> tuple[str | None, str | None]:
         """``(person_id, status)`` of the card at ``moment``; ``(None, None)`` when unknown."""
@@ -243,18 +241,53 @@ class CardStates:
             return None, None
         return changes[i - 1][1], changes[i - 1][2]
 
+    def steady(self, card_uid: str, first: datetime, last: datetime) -> bool:
+        """Whether the card's ``(person_id, status)`` is the same at every moment from
+        ``first`` to ``last`` (both included), so that :meth:`at` ``first`` holds for
+        all the taps between."""
+        one = self._single.get(card_uid)
+        if one is not None:
+            since, _, status, starts, ends = one
+            if first < since <= last:
+                return False
+            if status != "active" or last < since:
+                return True
+            # An active card turns "blocked" outside its validity dates.
+            return not ((starts is not None and first < starts <= last)
+                        or (ends is not None and first < ends <= last))
+        moments = self._moments.get(card_uid)
+        if moments is None:
+            return True
+        return bisect.bisect_right(moments, first) == bisect.bisect_right(moments, last)
+
+
+def _compact(since: datetime, person: str, status: str, valid_from: date | None,
+             valid_to: date | None, zone: str | None
+             ) -> tuple[datetime, str, str, datetime | None, datetime | None]:
+    """A single-state card as :class:`CardStates` keeps it: the validity dates as the
+    moments (UTC) at which an active card starts and stops counting."""
+    from server.cards import DEFAULT_ZONE
+
+    zone = zone or DEFAULT_ZONE
+    return (since, person, status,
+            _midnight(valid_from, zone) if valid_from is not None else None,
+            _midnight(valid_to + timedelta(days=1), zone) if valid_to is not None else None)
+
 
 def _card_states(conn: Connection, card_uids: Sequence[str] | None) -> CardStates:
     """The states of ``card_uids`` (None: every card), read set-based with the rules of
-    :func:`server.cards.card_timelines`."""
+    :func:`server.cards.card_timelines`.
+
+    A city has hundreds of thousands of cards, nearly all with one history row
+    (or none) and no validity dates: those are read without joins and kept in
+    the compact form; the zone of the validity dates is read only for the
+    cards that have them, timelines built only for cards with several rows.
+    """
     from server.cards import DEFAULT_ZONE, SINCE_ALWAYS, build_timeline
 
     c, h = cards.c, card_history.c
-    card_query = (sa.select(c.card_uid, c.person_id, c.status, _raw(c.valid_from),
-                            _raw(c.valid_to), sites.c.timezone)
-                  .join_from(cards, people, c.person_id == people.c.person_id, isouter=True)
-                  .outerjoin(sites, sites.c.code == sa.func.coalesce(people.c.site_code,
-                                                                     c.site_code)))
+    card_query = sa.select(c.card_uid, c.person_id, c.status, _raw(c.valid_from),
+                           _raw(c.valid_to))
     history_query = sa.select(h.card_uid, _raw(h.effective_at), h.person_id, h.status, h.id)
     if card_uids is None:
         registered = {r[0]: r for r in _fetch(conn, card_query)}
@@ -262,27 +295,60 @@ def _card_states(conn: Connection, card_uids: Sequence[str] | None) -> CardState
     else:
         registered = {r[0]: r for r in _select_in(conn, card_query, c.card_uid, card_uids)}
         history_rows = _select_in(conn, history_query, h.card_uid, card_uids)
-    history: dict[str, list[tuple[datetime, str, str, int]]] = defaultdict(list)
-    for uid, effective_at, person_id, status, row_id in history_rows:
-        history[uid].append((_utc(effective_at), person_id, status, row_id))
-    timelines: dict[str, list[Any]] = {}
-    single: dict[str, tuple[datetime, str, str, date | None, date | None, str]] = {}
-    for uid in registered.keys() | history.keys():
-        card = registered.get(uid)
-        events = history.get(uid)
-        valid_from = _date(card[3]) if card is not None and card[3] else None
-        valid_to = _date(card[4]) if card is not None and card[4] else None
-        zone = card[5] if card is not None and card[5] else DEFAULT_ZONE
-        if events is not None and len(events) > 1:
-            events.sort(key=lambda e: (e[0], e[3]))
-            timelines[uid] = build_timeline([e[:3] for e in events], valid_from=valid_from,
-                                            valid_to=valid_to, zone=zone)
-        elif events is not None:
-            since, person, status, _ = events[0]
-            single[uid] = (since, person, status, valid_from, valid_to, zone)
-        elif card is not None:
-            single[uid] = (SINCE_ALWAYS, card[1], card[2], valid_from, valid_to, zone)
-    return CardStates(timelines, single)
+    dated = [uid for uid, card in registered.items() if card[3] or card[4]]
+    zones: dict[str, str] = {}
+    if dated:
+        zone_query = (sa.select(c.card_uid, sites.c.timezone)
+                      .join_from(cards, people, c.person_id == people.c.person_id,
+                                 isouter=True)
+                      .outerjoin(sites, sites.c.code == sa.func.coalesce(people.c.site_code,
+                                                                         c.site_code)))
+        zones = {uid: zone for uid, zone in _select_in(conn, zone_query, c.card_uid, dated)
+                 if zone}
+
+    first_event: dict[str, tuple[Any, ...]] = {}
+    several: dict[str, list[tuple[Any, ...]]] = {}
+    for row in history_rows:
+        uid = row[0]
+        known = first_event.get(uid)
+        if known is None:
+            first_event[uid] = row
+        else:
+            several.setdefault(uid, [known]).append(row)
+    states = CardStates()
+    single = states._single
+    no_card = (None, None, None, None, None)
+    for uid, row in first_event.items():
+        if uid in several:
+            continue
+        card = registered.get(uid, no_card)
+        if card[3] or card[4]:
+            single[uid] = _compact(_utc(row[1]), row[2], row[3], _date(card[3]) if card[3]
+                                   else None, _date(card[4]) if card[4] else None,
+                                   zones.get(uid))
+        else:
+            single[uid] = (_utc(row[1]), row[2], row[3], None, None)
+    for uid, card in registered.items():
+        if uid in first_event:
+            continue
+        if card[3] or card[4]:
+            single[uid] = _compact(SINCE_ALWAYS, card[1], card[2], _date(card[3]) if card[3]
+                                   else None, _date(card[4]) if card[4] else None,
+                                   zones.get(uid))
+        else:
+            single[uid] = (SINCE_ALWAYS, card[1], card[2], None, None)
+    for uid, rows in several.items():
+        card = registered.get(uid, no_card)
+        events = sorted(((_utc(r[1]), r[2], r[3], r[4]) for r in rows),
+                        key=lambda e: (e[0], e[3]))
+        changes = build_timeline([e[:3] for e in events],
+                                 valid_from=_date(card[3]) if card[3] else None,
+                                 valid_to=_date(card[4]) if card[4] else None,
+                                 zone=zones.get(uid) or DEFAULT_ZONE)
+        if changes:
+            states._timelines[uid] = list(changes)
+            states._moments[uid] = [change[0] for change in changes]
+    return states
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -443,12 +509,99 @@ class _Facts:
 
     fence: tuple[int, int]  # count and sum of versions of the batch's rows when read
     queued: dict[str, datetime]
-    taps: list[TapFact]  # the batch's taps, and the same cards' taps elsewhere
-    assignments: list[_Assignment]
+    plain: dict[str, dict[str, TapSummary]]  # site -> person -> summary of plain cards' taps
+    taps: list[TapFact]  # every tap in the window of the cards that are not plain
+    homes: _Homes  # the assignments in force
     excuses: list[Any]
     existing: dict[str, tuple[_Content, int]]  # person -> (content, version)
     existing_anomalies: dict[str, Any]
     devices: dict[str, list[DeviceState]]
+
+
+_Group = tuple[str, str, datetime, datetime, int, bool]  # site, card, first, last, count, unverified
+
+
+def _plain_and_detailed(groups: Iterable[_Group],
+                        bounds: Mapping[str, tuple[datetime, datetime]], states: CardStates,
+                        elsewhere: Iterable[str], many_taps: int
+                        ) -> tuple[list[tuple[_Group, str]], set[str]]:
+    """The groups of *plain* cards with their owners, and the cards whose taps must be
+    read one by one.
+
+    A card is plain when, in the window read, it was tapped at one site only
+    (``bounds`` holds the sites decided and their local day), all those taps
+    fall in that site's day, its state did not change between the first and
+    the last of them and was ``active`` with a known owner, none had an
+    unverified clock, and there were no more than ``many_taps``. Such taps are
+    all valid and can raise no anomaly but ``other_site``, which is checked
+    once the owners' assignments are known (see :class:`_Homes`); their
+    summary is all the rules need.
+    """
+    detailed = set(elsewhere)
+    site_of: dict[str, str] = {}
+    candidates: list[tuple[_Group, str]] = []
+    for group in groups:
+        site_code, card_uid, first, last, count, unverified = group
+        if site_of.setdefault(card_uid, site_code) != site_code:
+            detailed.add(card_uid)  # tapped at two sites: impossible travel looks at it
+            continue
+        limits = bounds.get(site_code)
+        if limits is None:
+            continue  # a site not decided here: only its other taps could make it matter
+        if (first < limits[0] or last >= limits[1] or count > many_taps or unverified
+                or not states.steady(card_uid, first, last)):
+            detailed.add(card_uid)
+            continue
+        person_id, status = states.at(card_uid, first)
+        if person_id is None or status != "active":
+            detailed.add(card_uid)
+            continue
+        candidates.append((group, person_id))
+    return [c for c in candidates if c[0][1] not in detailed], detailed
+
+
+def _tap_facts(rows: Iterable[tuple[Any, ...]], states: CardStates) -> list[TapFact]:
+    """Taps ``(event_id, card_uid, corrected_at, clock_status, site_code)`` as facts, each
+    with the card's state when it happened."""
+    facts = []
+    for event_id, card_uid, moment, clock_status, site_code in rows:
+        moment = _utc(moment)
+        person_id, status = states.at(card_uid, moment)
+        facts.append(_make_tap(moment, site_code or "", event_id, card_uid, clock_status,
+                               status, person_id))
+    return facts
+
+
+class _Homes:
+    """Where people belong on the day, from the assignments in force.
+
+    A person is counted at the assignment that started last (then the larger
+    id): the *main* one. Seen from a site, the person belongs there when it is
+    the main site or one of the other sites the person is assigned to.
+    """
+
+    def __init__(self, assignments: Iterable[_Assignment]) -> None:
+        self.main: dict[str, _Assignment] = {}
+        rows = list(assignments)
+        for row in rows:
+            old = self.main.get(row.person_id)
+            if old is None or (row.valid_from, row.id) > (old.valid_from, old.id):
+                self.main[row.person_id] = row
+        # Only people with several assignments need more than their main one.
+        self.assigned: dict[str, set[str]] = {}
+        for row in rows:
+            main = self.main[row.person_id]
+            if main is not row:
+                self.assigned.setdefault(row.person_id, {main.site_code}).add(row.site_code)
+
+    def home(self, person_id: str | None, site_code: str) -> str:
+        """The site ``person_id`` belongs to, seen from ``site_code`` (that site itself for
+        people without any assignment, who are no one else's)."""
+        main = self.main.get(person_id) if person_id is not None else None
+        if main is None or main.site_code == site_code \
+                or site_code in self.assigned.get(person_id, ()):  # type: ignore[arg-type]
+            return site_code
+        return main.site_code
 
 
 def _fence(conn: Connection, day: date, codes: Sequence[str]) -> tuple[int, int]:
@@ -462,7 +615,8 @@ def _fence(conn: Connection, day: date, codes: Sequence[str]) -> tuple[int, int]
 
 
 def _read_facts(conn: Connection, day: date, codes: list[str],
-                window: tuple[datetime, datetime], every_site: bool) -> _Facts:
+                windows: tuple[dict[str, tuple[datetime, datetime]], tuple[datetime, datetime]],
+                every_site: bool, many_taps: int) -> _Facts:
     """Load the facts of ``day`` at ``codes``; ``every_site`` (``codes`` are all the sites)
     drops the site filters where a scan is cheaper."""
     # The queue and the fence first: whatever is stored after this is either seen
@@ -474,33 +628,45 @@ def _read_facts(conn: Connection, day: date, codes: list[str],
     fence = _fence(conn, day, codes)
 
     t, ps, a = taps.c, person_sites.c, attendance_days.c
-    lo, hi = window
+    bounds, (lo, hi) = windows
     in_window = sa.and_(t.corrected_at >= lo, t.corrected_at < hi)
-    tap_query = sa.select(t.event_id, t.card_uid, _raw(t.corrected_at), t.clock_status,
-                          t.site_code).where(in_window)
+    # Taps per site and card: first, last, count, any unverified clock. A city day is
+    # hundreds of thousands of taps, nearly all of them plain (see _plain_cards): for
+    # those the rules need no more (server.attendance_rules.TapSummary).
+    group_query = sa.select(
+        t.site_code, t.card_uid, _raw(sa.func.min(t.corrected_at)),
+        _raw(sa.func.max(t.corrected_at)), sa.func.count(),
+        sa.func.max(sa.case((t.clock_status == "unverified", 1), else_=0))
+    ).where(in_window).group_by(t.site_code, t.card_uid)
     if every_site:
-        tap_rows = _fetch(conn, tap_query)
+        group_rows = _fetch(conn, group_query)
+        elsewhere_cards: set[str] = set()
     else:
-        tap_rows = _fetch(conn, tap_query.where(_in(conn, t.site_code, codes)))
+        group_rows = _fetch(conn, group_query.where(_in(conn, t.site_code, codes)))
         # The same cards at other sites that day: only impossible travel looks at them.
-        tap_rows += _select_in(conn, tap_query.where(sa.or_(
-            t.site_code.is_(None), sa.not_(_in(conn, t.site_code, codes)))),
-            t.card_uid, sorted({r[1] for r in tap_rows}))
-
-    # Each tap is judged by the card's state when it happened.
-    states = _card_states(conn, None if every_site else sorted({r[1] for r in tap_rows})) \
-        if tap_rows else CardStates()
-    state_at = states.at
-    tap_facts = []
-    for event_id, card_uid, moment, clock_status, site_code in tap_rows:
-        moment = _utc(moment)
-        person_id, status = state_at(card_uid, moment)
-        tap_facts.append(_make_tap(moment, site_code or "", event_id, card_uid, clock_status,
-                                   status, person_id))
+        elsewhere_cards = set(r[0] for r in _select_in(
+            conn, sa.select(t.card_uid).distinct().where(in_window, sa.or_(
+                t.site_code.is_(None), sa.not_(_in(conn, t.site_code, codes)))),
+            t.card_uid, sorted({r[1] for r in group_rows})))
+    groups = [(site_code or "", card_uid, _utc(first), _utc(last), count, bool(unverified))
+              for site_code, card_uid, first, last, count, unverified in group_rows]
+    states = _card_states(conn, None if every_site else sorted({g[1] for g in groups})) \
+        if groups else CardStates()
+    plain_groups, detailed = _plain_and_detailed(groups, bounds, states, elsewhere_cards,
+                                                 many_taps)
 
     in_force = sa.and_(ps.valid_from <= day, sa.or_(ps.valid_to.is_(None), ps.valid_to >= day))
     query = sa.select(ps.id, ps.person_id, ps.site_code, ps.group_name, _raw(ps.valid_from)) \
         .where(in_force)
+    tap_query = sa.select(t.event_id, t.card_uid, _raw(t.corrected_at), t.clock_status,
+                          t.site_code).where(in_window)
+    # Every tap of the cards that are not plain, each judged by the card's state when it
+    # happened.
+    tap_facts = _tap_facts(_select_in(conn, tap_query, t.card_uid, sorted(detailed)), states)
+    tapped_here = {person_id for _, person_id in plain_groups}
+    tapped_here.update(f.person_id for f in tap_facts if f.site_code in bounds)
+    tapped_here.discard(None)
+
     # Flags as text: most are "[]", and psycopg would parse every JSONB value.
     existing_query = sa.select(a.person_id, a.version, *(
         _raw(a[k]) if k in ("check_in", "check_out") else
@@ -514,11 +680,32 @@ def _read_facts(conn: Connection, day: date, codes: list[str],
         # and everyone who tapped here (to know where they belong).
         expected_here = set(conn.execute(sa.select(ps.person_id).where(
             in_force, _in(conn, ps.site_code, codes))).scalars())
-        people_here = expected_here | {f.person_id for f in tap_facts if f.person_id}
-        assignment_rows = _select_in(conn, query, ps.person_id, sorted(people_here))
+        assignment_rows = _select_in(conn, query, ps.person_id,
+                                     sorted(expected_here | tapped_here))
     # Only the batch's own rows are compared: a row another site keeps for someone now
     # expected here is simply overwritten (one row per person and day).
     assignments = [_Assignment._make(row) for row in assignment_rows]
+
+    # A plain card of someone who belongs to another site is reported (other_site): its
+    # taps are read one by one as well.
+    homes = _Homes(assignments)
+    main, assigned = homes.main, homes.assigned  # homes.home(), inlined for 150,000 cards
+    strangers = set()
+    for group, person_id in plain_groups:
+        row = main.get(person_id)
+        if row is not None and row.site_code != group[0] \
+                and group[0] not in assigned.get(person_id, ()):
+            strangers.add(group[1])
+    if strangers:
+        tap_facts += _tap_facts(_select_in(conn, tap_query, t.card_uid, sorted(strangers)),
+                                states)
+    plain: dict[str, dict[str, TapSummary]] = defaultdict(dict)
+    for (site_code, card_uid, first, last, count, unverified), person_id in plain_groups:
+        if card_uid in strangers:
+            continue
+        summary = TapSummary(first, last, count, unverified)
+        known = plain[site_code].get(person_id)
+        plain[site_code][person_id] = summary if known is None else known.merge(summary)
 
     e = excuses.c
     excuse_query = sa.select(e.excuse_id, e.person_id, e.kind, e.date_from, e.date_to,
@@ -547,7 +734,7 @@ def _read_facts(conn: Connection, day: date, codes: list[str],
                           .where(_in(conn, d.site_code, codes), d.revoked_at.is_(None))):
         device_rows[r.site_code].append(DeviceState(r.device_id, r.created_at, r.last_seen_at,
                                                     r.backlog, r.oldest_unsent_at, r.revoked_at))
-    return _Facts(fence, queued, tap_facts, assignments, excuse_rows, existing,
+    return _Facts(fence, queued, dict(plain), tap_facts, homes, excuse_rows, existing,
                   existing_anomalies, device_rows)
 
 
@@ -572,16 +759,6 @@ def anomaly_key(site_code: str, day: date, kind: str, card_uid: str | None,
 def _json_ready(value: Any) -> Any:
     # The stored JSON comes back with lists and plain dicts; compare like with like.
     return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
-def _main_sites(assignments: Iterable[_Assignment]) -> dict[str, _Assignment]:
-    """Each person's assignment that counts on the day: the one that started last."""
-    best: dict[str, _Assignment] = {}
-    for row in assignments:
-        old = best.get(row.person_id)
-        if old is None or (row.valid_from, row.id) > (old.valid_from, old.id):
-            best[row.person_id] = row
-    return best
 
 
 def suspect_taps(site_code: str, here: Sequence[TapFact], elsewhere: Sequence[TapFact],
@@ -616,9 +793,9 @@ class _Decided:
 
 
 def _decide_site(site: _Site, day: date, plan: DayPlan, pending: bool,
-                 waiting: tuple[str, ...], here: list[TapFact], elsewhere: list[TapFact],
-                 expected: list[_Assignment], assigned: Mapping[str, set[str]],
-                 main: Mapping[str, _Assignment],
+                 waiting: tuple[str, ...], plain: Mapping[str, TapSummary],
+                 here: list[TapFact], elsewhere: list[TapFact],
+                 expected: list[_Assignment], homes: _Homes,
                  person_excuses: Mapping[str, list[tuple[ExcuseFact, str | None]]],
                  config: RulesConfig) -> _Decided:
     code = site.code
@@ -631,21 +808,21 @@ def _decide_site(site: _Site, day: date, plan: DayPlan, pending: bool,
     statuses: Counter[str] = Counter()
     codes: Counter[str] = Counter()
     nothing: DayOutcome | None = None  # the outcome of a day without taps or excuse
-    no_taps: tuple[TapFact, ...] = ()
     for assignment in expected:
         pid = assignment.person_id
-        person_taps = by_person.get(pid, no_taps)
+        summary = plain.get(pid, NO_TAPS)
+        person_taps = by_person.get(pid)
+        if person_taps:
+            summary = summary.merge(summarize(person_taps, code))
         excused = person_excuses.get(pid)
         applicable = [fact for fact, excuse_site in excused
                       if excuse_site is None or excuse_site == code] if excused else ()
-        if not person_taps and not applicable:
+        if not summary.count and not applicable:
             if nothing is None:
-                nothing = evaluate_day(plan, (), (), site_code=code, pending=pending,
-                                       config=config)
+                nothing = decide_day(plan, NO_TAPS, (), pending=pending, config=config)
             outcome = nothing
         else:
-            outcome = evaluate_day(plan, person_taps, applicable, site_code=code,
-                                   pending=pending, config=config)
+            outcome = decide_day(plan, summary, applicable, pending=pending, config=config)
         contents[pid] = (code, assignment.group_name or "", outcome.status, outcome.late_code,
                          outcome.early_code, outcome.check_in, outcome.check_out,
                          outcome.minutes_late, outcome.minutes_early, outcome.tap_count,
@@ -656,15 +833,8 @@ def _decide_site(site: _Site, day: date, plan: DayPlan, pending: bool,
         if outcome.early_code is not None:
             codes[outcome.early_code] += 1
 
-    home: dict[str, str] = {}
-    for pid in by_person:
-        main_row = main.get(pid)
-        if main_row is None:
-            continue
-        if main_row.site_code == code or code in assigned.get(pid, ()):
-            home[pid] = code
-        else:
-            home[pid] = main_row.site_code
+    # Only taps of cards that are not plain can raise anomalies (see _plain_and_detailed).
+    home = {pid: homes.home(pid, code) for pid in by_person if pid in homes.main}
     found = find_anomalies(code, suspect_taps(code, here, elsewhere, home, config), home, config)
     anomaly_rows = [{
         "key": anomaly_key(code, day, a.kind, a.card_uid, a.person_id, a.event_id),
@@ -709,15 +879,9 @@ def _decide(conn: Connection, day: date, site_rows: Mapping[str, _Site], facts: 
             if fact.card_uid in travelled:
                 by_card[fact.card_uid].append(fact)
 
-    main = _main_sites(facts.assignments)
-    # Only people with several assignments need more than their main one.
-    assigned: dict[str, set[str]] = {}
-    for row in facts.assignments:
-        if main[row.person_id] is not row:
-            assigned.setdefault(row.person_id, {main[row.person_id].site_code}).add(
-                row.site_code)
+    homes = facts.homes
     expected_at: dict[str, list[_Assignment]] = defaultdict(list)
-    for row in main.values():
+    for row in homes.main.values():
         if row.site_code in site_rows:
             expected_at[row.site_code].append(row)
     person_excuses: dict[str, list[tuple[ExcuseFact, str | None]]] = defaultdict(list)
@@ -739,8 +903,9 @@ def _decide(conn: Connection, day: date, site_rows: Mapping[str, _Site], facts: 
                 elsewhere += [fact for fact in by_card[card]
                               if fact.site_code != code and start <= fact.at < end]
         expected = sorted(expected_at.get(code, ()), key=lambda r: r.person_id)
-        decided.append(_decide_site(site, day, plan, pending, waiting, here, elsewhere,
-                                    expected, assigned, main, person_excuses, config))
+        decided.append(_decide_site(site, day, plan, pending, waiting,
+                                    facts.plain.get(code, {}), here, elsewhere, expected,
+                                    homes, person_excuses, config))
     return decided
 
 
@@ -752,17 +917,23 @@ _WRITTEN = ("person_id", "day", "site_code", "group_name", "status", "late_code"
 _UPSERT_SET = ", ".join(f"{c} = excluded.{c}" for c in _WRITTEN[2:])
 
 
-def _upsert_attendance(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert or replace ``rows`` (dicts of :data:`_WRITTEN`) in one bulk operation.
+def _upsert_attendance(conn: Connection, rows: list[tuple[Any, ...]], *,
+                       new: bool = False) -> None:
+    """Insert or replace ``rows`` (tuples in :data:`_WRITTEN` order, flags as a tuple) in
+    one bulk operation; ``new``: the rows are believed not to be stored yet.
 
     A city day is 160,000 rows. PostgreSQL: COPY into a temporary table, then
     one ``INSERT … SELECT … ON CONFLICT``; binding one array per column cost
-    psycopg ten times more. SQLite: the columns' own bind processors (the
-    stored text forms), then one ``executemany`` of the driver.
+    psycopg ten times more. SQLite: the stored text forms, then one
+    ``executemany`` of the driver; rows believed new are first tried with a
+    plain ``INSERT`` (in a savepoint), which SQLite does in half the time of
+    an upsert; should one be stored after all (a person's row of the day kept
+    by a site outside the batch), the upsert is used instead.
     """
     if not rows:
         return
     columns = ", ".join(_WRITTEN)
+    flags_at = _WRITTEN.index("flags")
     if conn.dialect.name == "postgresql":
         raw = conn.connection.dbapi_connection
         assert raw is not None
@@ -771,31 +942,64 @@ def _upsert_attendance(conn: Connection, rows: list[dict[str, Any]]) -> None:
                         "(LIKE attendance_days INCLUDING DEFAULTS) ON COMMIT DROP")
             with cur.copy(f"COPY attendance_incoming ({columns}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row([json.dumps(row[c]) if c == "flags" else row[c]
-                                    for c in _WRITTEN])
+                    copy.write_row([json.dumps(list(v)) if i == flags_at else v
+                                    for i, v in enumerate(row)])
             cur.execute(f"INSERT INTO attendance_days ({columns}) SELECT {columns} "
                         f"FROM attendance_incoming ON CONFLICT (person_id, day) DO UPDATE "
                         f"SET {_UPSERT_SET}")
             cur.execute("DROP TABLE attendance_incoming")
         return
-    processors = [attendance_days.c[c].type.bind_processor(conn.dialect) for c in _WRITTEN]
-    memo: dict[tuple[int, Any], Any] = {}  # day, version, updated_at and flags repeat
+    stored = _sqlite_rows(rows)
+    values = f"({', '.join('?' for _ in _WRITTEN)})"
+    upsert = (f"INSERT INTO attendance_days ({columns}) VALUES {values} "
+              f"ON CONFLICT (person_id, day) DO UPDATE SET {_UPSERT_SET}")
+    if new:
+        try:
+            with conn.begin_nested():
+                conn.exec_driver_sql(f"INSERT INTO attendance_days ({columns}) VALUES {values}",
+                                     stored)
+            return
+        except sa.exc.IntegrityError:
+            log.info("a row of the day was stored meanwhile: upserting %d rows", len(rows))
+    conn.exec_driver_sql(upsert, stored)
 
-    def stored(index: int, value: Any) -> Any:
-        process = processors[index]
-        if process is None or value is None:
-            return value
-        if _WRITTEN[index] in ("check_in", "check_out"):
-            return process(value)
-        key = (index, tuple(value) if isinstance(value, list) else value)
-        if key not in memo:
-            memo[key] = process(value)
-        return memo[key]
 
-    conn.exec_driver_sql(
-        f"INSERT INTO attendance_days ({columns}) VALUES ({', '.join('?' for _ in _WRITTEN)}) "
-        f"ON CONFLICT (person_id, day) DO UPDATE SET {_UPSERT_SET}",
-        [tuple(stored(i, row[c]) for i, c in enumerate(_WRITTEN)) for row in rows])
+@lru_cache(maxsize=64)
+def _sqlite_flags(flags: tuple[str, ...]) -> str:
+    return json.dumps(list(flags))
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    """SQLAlchemy's SQLite text of a UTC datetime, ``YYYY-MM-DD HH:MM:SS.ffffff`` (see
+    server.schema.UTCDateTime); ``isoformat`` is faster than ``strftime``."""
+    if value is None:
+        return None
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    text = value.isoformat(" ")[:-6]  # without "+00:00"
+    return text if value.microsecond else text + ".000000"
+
+
+def _sqlite_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``rows`` in :data:`_WRITTEN` order with SQLite's stored forms (the day, version and
+    time of writing are the same in every row of a write)."""
+    days: dict[date, str] = {}
+    stamps: dict[datetime, str | None] = {}
+    stored = []
+    for (person_id, day, site_code, group_name, status, late_code, early_code, check_in,
+         check_out, minutes_late, minutes_early, tap_count, flags, excuse_id, version,
+         updated_at) in rows:
+        day_text = days.get(day)
+        if day_text is None:
+            day_text = days[day] = day.isoformat()
+        stamp = stamps.get(updated_at)
+        if stamp is None:
+            stamp = stamps[updated_at] = _sqlite_time(updated_at)
+        stored.append((person_id, day_text, site_code, group_name, status, late_code,
+                       early_code, _sqlite_time(check_in), _sqlite_time(check_out),
+                       minutes_late, minutes_early, tap_count, _sqlite_flags(flags), excuse_id,
+                       version, stamp))
+    return stored
 
 
 class _FenceMoved(Exception):
@@ -816,31 +1020,33 @@ def _write(conn: Connection, day: date, codes: Sequence[str], decided: list[_Dec
             raise _FenceMoved()
     stamp = utcnow()
     new_people = set()
-    changed: list[dict[str, Any]] = []
+    added: list[tuple[str, _Content]] = []  # no row stored for the batch's sites
+    changed: list[tuple[str, _Content]] = []
     changed_at: Counter[str] = Counter()
     existing = facts.existing
     for d in decided:
         for pid, content in d.contents.items():
             new_people.add(pid)
             old = existing.get(pid)
-            if old is None or old[0] != content:
-                row = dict(zip(CONTENT_COLUMNS, content))
-                row.update(person_id=pid, day=day, flags=list(content[10]))
-                changed.append(row)
-                changed_at[content[0]] += 1
+            if old is None:
+                added.append((pid, content))
+            elif old[0] != content:
+                changed.append((pid, content))
+            else:
+                continue
+            changed_at[content[0]] += 1
     code_set = set(codes)
     gone = [(pid, old[0][0]) for pid, old in existing.items()
             if old[0][0] in code_set and pid not in new_people]
     removed_at = Counter(site for _, site in gone)
 
     version = None
-    if changed or gone:
+    if added or changed or gone:
         version = next_version(conn, "attendance")
-        for row in changed:
-            row["version"] = version
-            row["updated_at"] = stamp
-        changed.sort(key=lambda row: row["person_id"])  # fewer index pages touched
-        _upsert_attendance(conn, changed)
+        for rows, new in ((added, True), (changed, False)):
+            rows.sort(key=lambda row: row[0])  # fewer index pages touched
+            _upsert_attendance(conn, [(pid, day, *content, version, stamp)
+                                      for pid, content in rows], new=new)
         if gone:
             a = attendance_days.c
             conn.execute(attendance_days.delete().where(
@@ -917,7 +1123,8 @@ def _reconcile_batch(conn: Connection, day: date, codes: Sequence[str], *, confi
                      now: datetime, every_site: bool = False) -> list[DaySummary]:
     """Reconcile ``day`` at every site of ``codes``, all in the caller's transaction."""
     site_rows = _load_sites(conn, codes)
-    facts = _read_facts(conn, day, list(site_rows), _day_window(day, site_rows)[1], every_site)
+    facts = _read_facts(conn, day, list(site_rows), _day_window(day, site_rows), every_site,
+                        config.many_taps)
     decided = _decide(conn, day, site_rows, facts, config=config, now=now)
     _write(conn, day, list(site_rows), decided, facts, check_fence=False)
     return [d.summary for d in decided]
@@ -938,8 +1145,8 @@ def _reconcile_split(engine: Engine, day: date, codes: Sequence[str], *, config:
     for attempt in range(attempts):
         with reading(engine) as conn:
             site_rows = _load_sites(conn, codes)
-            facts = _read_facts(conn, day, list(site_rows), _day_window(day, site_rows)[1],
-                                every_site)
+            facts = _read_facts(conn, day, list(site_rows), _day_window(day, site_rows),
+                                every_site, config.many_taps)
             decided = _decide(conn, day, site_rows, facts, config=config, now=now)
         try:
             with engine.begin() as conn:

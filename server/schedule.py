@@ -35,6 +35,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, datetime, time, timedelta
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
@@ -471,6 +472,17 @@ class DayPlan:
     break_minutes: int = 0
     ramadan: bool = False
     half_day: bool = False
+
+    @cached_property
+    def start_timestamp(self) -> float:
+        """``start`` in seconds since the epoch (the rules count minutes on these)."""
+        assert self.start is not None
+        return self.start.timestamp()
+
+    @cached_property
+    def end_timestamp(self) -> float:
+        assert self.end is not None
+        return self.end.timestamp()
 
 
 def local_day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:

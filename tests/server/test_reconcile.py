@@ -159,6 +159,32 @@ def test_a_retroactive_transfer_moves_and_removes_rows(engine):
     assert attendance(engine)[("P1", MONDAY)]["site_code"] == "NEW"
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_a_transfer_reconciled_at_the_new_site_first_takes_over_the_row(engine, split):
+    """The new site has no row of P1 yet, but the old site still keeps one: the plain
+    insert meets it and the row is overwritten instead (one row per person and day)."""
+    for code in ("OLD", "NEW"):
+        add_site(engine, code)
+    device = add_device(engine, "NEW", last_seen_at=datetime(2030, 1, 1, tzinfo=UTC))
+    add_person(engine, "P1", "OLD", card="C1")
+    add_person(engine, "P2", "NEW")
+    run(engine, "OLD", MONDAY)
+    with engine.begin() as conn:  # the registry learns that P1 moved on Monday
+        conn.execute(sa.text("INSERT INTO person_sites (person_id, site_code, group_name, "
+                             "valid_from) VALUES ('P1', 'NEW', '', :d)"), {"d": MONDAY})
+    insert_taps(engine, device, [("C1", at(MONDAY, "07:20")), ("C1", at(MONDAY, "16:05"))])
+    if split:
+        [summary] = reconcile_days(engine, [("NEW", MONDAY)], config=CONFIG,
+                                   now=at(TUESDAY, "12:00"))
+    else:
+        summary = run(engine, "NEW", MONDAY)
+    assert summary.changed == 2 and summary.statuses == {"H": 1, "A": 1}
+    rows = attendance(engine)
+    assert (rows[("P1", MONDAY)]["site_code"], rows[("P1", MONDAY)]["status"]) == ("NEW", "H")
+    assert rows[("P2", MONDAY)]["status"] == "A"
+    assert run(engine, "NEW", MONDAY).changed == 0
+
+
 def test_two_assignments_on_one_day_count_at_the_newer(engine):
     for code in ("SCHOOL-A", "SCHOOL-B"):
         add_site(engine, code)
