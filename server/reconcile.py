@@ -2,26 +2,32 @@
 
 For one *site day* (a site and a local date in the site's time zone) every
 person assigned to the site on that date (``person_sites``) gets one
-``attendance_days`` row decided by :func:`server.attendance_rules.evaluate_day`,
+``attendance_days`` row decided by :func:`server.attendance_rules.decide_day`,
 and the day's taps at the site are searched for anomalies
 (:func:`server.attendance_rules.find_anomalies`). The rules are described in
 ``docs/ATTENDANCE.md``; this module loads the facts and writes the results.
 
 Set-based loading
     Site days are handled by date, in batches of sites. A batch reads, in a
-    handful of queries, the taps of its sites in the day (plus the same cards'
-    taps elsewhere, for impossible travel), the states of those cards, the
-    assignments, the excuses, the rows already stored, the devices. A date
-    that covers every site is read without site filters at all. The facts are
-    read and decided outside the write transaction, then the changes are
-    written in one short transaction: on SQLite tap ingest is not held up while
-    a city is read. A *fence* (count and versions of the batch's stored rows),
+    handful of queries, the taps of its sites in the day grouped per site and
+    card (first and last tap, count, any unverified clock), the states of those
+    cards, the assignments, the excuses, the rows already stored, the devices.
+    Nearly every card of a day is *plain* (one site, an active card all along,
+    a handful of taps, a verified clock, its holder belongs there): the rules
+    decide it from that one row (:class:`server.attendance_rules.TapSummary`).
+    The others, and the same cards' taps at other sites (impossible travel),
+    are read tap by tap, each judged by the card's state when it happened
+    (:func:`_plain_and_detailed`). A date that covers every site is read
+    without site filters at all. The facts are read and decided outside the
+    write transaction, then the changes are written in one short transaction:
+    on SQLite tap ingest is not held up while a city is read. A *fence* (count and versions of the batch's stored rows),
     read with the facts and checked under lock before writing, notices another
     reconciliation that wrote meanwhile; the batch is then read again.
 
 Idempotence and versions
     Only rows whose content changed are written (one bulk upsert: COPY on
-    PostgreSQL, one executemany on SQLite). A run that changes any row takes
+    PostgreSQL, one executemany on SQLite, where rows not stored yet are first
+    tried with a plain INSERT). A run that changes any row takes
     the next value of the ``attendance`` counter and sets it as ``version`` on
     the rows it changed; unchanged rows keep theirs, so a second run over the
     same facts writes nothing. Rows of the batch's sites for people no longer
@@ -94,6 +100,8 @@ CONTENT_COLUMNS = ("site_code", "group_name", "status", "late_code", "early_code
                    "check_out", "minutes_late", "minutes_early", "tap_count", "flags",
                    "excuse_id")
 _ANOMALY_CONTENT = ("card_uid", "person_id", "event_id", "detail")
+# An attendance row's content is the site, the group and the rules' outcome, in this order.
+assert DayOutcome._fields == CONTENT_COLUMNS[2:]
 #: The PostgreSQL advisory lock key held by the background reconciler ("ATRC").
 RECONCILER_LOCK = 0x4154_5243
 
@@ -540,6 +548,7 @@ def _plain_and_detailed(groups: Iterable[_Group],
     detailed = set(elsewhere)
     site_of: dict[str, str] = {}
     candidates: list[tuple[_Group, str]] = []
+    single = states._single
     for group in groups:
         site_code, card_uid, first, last, count, unverified = group
         if site_of.setdefault(card_uid, site_code) != site_code:
@@ -548,8 +557,17 @@ def _plain_and_detailed(groups: Iterable[_Group],
         limits = bounds.get(site_code)
         if limits is None:
             continue  # a site not decided here: only its other taps could make it matter
-        if (first < limits[0] or last >= limits[1] or count > many_taps or unverified
-                or not states.steady(card_uid, first, last)):
+        if first < limits[0] or last >= limits[1] or count > many_taps or unverified:
+            detailed.add(card_uid)
+            continue
+        one = single.get(card_uid)
+        if (one is not None and one[2] == "active" and one[0] <= first and one[3] is None
+                and one[4] is None and one[1] is not None):
+            # The common case, CardStates.steady() and .at() inlined: active since before
+            # the first tap, without validity dates.
+            candidates.append((group, one[1]))
+            continue
+        if not states.steady(card_uid, first, last):
             detailed.add(card_uid)
             continue
         person_id, status = states.at(card_uid, first)
@@ -823,10 +841,7 @@ def _decide_site(site: _Site, day: date, plan: DayPlan, pending: bool,
             outcome = nothing
         else:
             outcome = decide_day(plan, summary, applicable, pending=pending, config=config)
-        contents[pid] = (code, assignment.group_name or "", outcome.status, outcome.late_code,
-                         outcome.early_code, outcome.check_in, outcome.check_out,
-                         outcome.minutes_late, outcome.minutes_early, outcome.tap_count,
-                         outcome.flags, outcome.excuse_id)
+        contents[pid] = (code, assignment.group_name or "", *outcome)
         statuses[outcome.status] += 1
         if outcome.late_code is not None:
             codes[outcome.late_code] += 1
@@ -922,28 +937,35 @@ def _upsert_attendance(conn: Connection, rows: list[tuple[Any, ...]], *,
     """Insert or replace ``rows`` (tuples in :data:`_WRITTEN` order, flags as a tuple) in
     one bulk operation; ``new``: the rows are believed not to be stored yet.
 
-    A city day is 160,000 rows. PostgreSQL: COPY into a temporary table, then
-    one ``INSERT … SELECT … ON CONFLICT``; binding one array per column cost
-    psycopg ten times more. SQLite: the stored text forms, then one
-    ``executemany`` of the driver; rows believed new are first tried with a
-    plain ``INSERT`` (in a savepoint), which SQLite does in half the time of
-    an upsert; should one be stored after all (a person's row of the day kept
-    by a site outside the batch), the upsert is used instead.
+    A city day is 160,000 rows. Rows believed new are first written plainly in
+    a savepoint (PostgreSQL: COPY straight into the table; SQLite: one
+    ``executemany`` of ``INSERT``), which takes half the time of an upsert;
+    should one be stored after all (a person's row of the day kept by a site
+    outside the batch), the upsert is used instead. The upsert: PostgreSQL,
+    COPY into a temporary table, then one ``INSERT … SELECT … ON CONFLICT``
+    (binding one array per column cost psycopg ten times more); SQLite, one
+    ``executemany`` of ``INSERT … ON CONFLICT`` with the stored text forms.
     """
     if not rows:
         return
     columns = ", ".join(_WRITTEN)
-    flags_at = _WRITTEN.index("flags")
     if conn.dialect.name == "postgresql":
+        import psycopg
+
+        if new:
+            try:
+                with conn.begin_nested():
+                    _copy_attendance(conn, "attendance_days", rows)
+                return
+            except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
+                log.info("a row of the day was stored meanwhile: upserting %d rows", len(rows))
         raw = conn.connection.dbapi_connection
         assert raw is not None
         with raw.cursor() as cur:  # type: ignore[attr-defined]
             cur.execute("CREATE TEMP TABLE attendance_incoming "
                         "(LIKE attendance_days INCLUDING DEFAULTS) ON COMMIT DROP")
-            with cur.copy(f"COPY attendance_incoming ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row([json.dumps(list(v)) if i == flags_at else v
-                                    for i, v in enumerate(row)])
+        _copy_attendance(conn, "attendance_incoming", rows)
+        with raw.cursor() as cur:  # type: ignore[attr-defined]
             cur.execute(f"INSERT INTO attendance_days ({columns}) SELECT {columns} "
                         f"FROM attendance_incoming ON CONFLICT (person_id, day) DO UPDATE "
                         f"SET {_UPSERT_SET}")
@@ -964,8 +986,27 @@ def _upsert_attendance(conn: Connection, rows: list[tuple[Any, ...]], *,
     conn.exec_driver_sql(upsert, stored)
 
 
+#: The PostgreSQL types of :data:`_WRITTEN` as COPY sends them (flags as JSON text).
+_COPY_TYPES = ("text", "date", "text", "text", "text", "text", "text", "timestamptz",
+               "timestamptz", "int4", "int4", "int4", "text", "text", "int8", "timestamptz")
+
+
+def _copy_attendance(conn: Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """COPY ``rows`` (:data:`_WRITTEN` order, flags as a tuple) into ``table`` (PostgreSQL)."""
+    flags_at = _WRITTEN.index("flags")
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor() as cur:  # type: ignore[attr-defined]
+        with cur.copy(f"COPY {table} ({', '.join(_WRITTEN)}) FROM STDIN") as copy:
+            # Declared types: psycopg then picks each column's dumper once, not per value.
+            copy.set_types(_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row[:flags_at] + (_flags_json(row[flags_at]),)
+                               + row[flags_at + 1:])
+
+
 @lru_cache(maxsize=64)
-def _sqlite_flags(flags: tuple[str, ...]) -> str:
+def _flags_json(flags: tuple[str, ...]) -> str:
     return json.dumps(list(flags))
 
 
@@ -997,7 +1038,7 @@ def _sqlite_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             stamp = stamps[updated_at] = _sqlite_time(updated_at)
         stored.append((person_id, day_text, site_code, group_name, status, late_code,
                        early_code, _sqlite_time(check_in), _sqlite_time(check_out),
-                       minutes_late, minutes_early, tap_count, _sqlite_flags(flags), excuse_id,
+                       minutes_late, minutes_early, tap_count, _flags_json(flags), excuse_id,
                        version, stamp))
     return stored
 
