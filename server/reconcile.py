@@ -20,14 +20,15 @@ Set-based loading
     (:func:`_plain_and_detailed`). A date that covers every site is read
     without site filters at all. The facts are read and decided outside the
     write transaction, then the changes are written in one short transaction:
-    on SQLite tap ingest is not held up while a city is read. A *fence* (count and versions of the batch's stored rows),
-    read with the facts and checked under lock before writing, notices another
-    reconciliation that wrote meanwhile; the batch is then read again.
+    on SQLite tap ingest is not held up while a city is read. A *fence* (count
+    and versions of the batch's stored rows), read with the facts and checked
+    under lock before writing, notices another reconciliation that wrote
+    meanwhile; the batch is then read again.
 
 Idempotence and versions
     Only rows whose content changed are written (one bulk upsert: COPY on
-    PostgreSQL, one executemany on SQLite, where rows not stored yet are first
-    tried with a plain INSERT). A run that changes any row takes
+    PostgreSQL, one executemany on SQLite; rows not stored yet are first tried
+    with a plain INSERT or COPY). A run that changes any row takes
     the next value of the ``attendance`` counter and sets it as ``version`` on
     the rows it changed; unchanged rows keep theirs, so a second run over the
     same facts writes nothing. Rows of the batch's sites for people no longer
@@ -649,7 +650,7 @@ def _read_facts(conn: Connection, day: date, codes: list[str],
     bounds, (lo, hi) = windows
     in_window = sa.and_(t.corrected_at >= lo, t.corrected_at < hi)
     # Taps per site and card: first, last, count, any unverified clock. A city day is
-    # hundreds of thousands of taps, nearly all of them plain (see _plain_cards): for
+    # hundreds of thousands of taps, nearly all of them plain (see _plain_and_detailed): for
     # those the rules need no more (server.attendance_rules.TapSummary).
     group_query = sa.select(
         t.site_code, t.card_uid, _raw(sa.func.min(t.corrected_at)),
@@ -986,23 +987,33 @@ def _upsert_attendance(conn: Connection, rows: list[tuple[Any, ...]], *,
     conn.exec_driver_sql(upsert, stored)
 
 
-#: The PostgreSQL types of :data:`_WRITTEN` as COPY sends them (flags as JSON text).
+#: The PostgreSQL types of :data:`_WRITTEN`, for a binary COPY.
 _COPY_TYPES = ("text", "date", "text", "text", "text", "text", "text", "timestamptz",
-               "timestamptz", "int4", "int4", "int4", "text", "text", "int8", "timestamptz")
+               "timestamptz", "int4", "int4", "int4", "jsonb", "text", "int8", "timestamptz")
+
+
+@lru_cache(maxsize=64)
+def _jsonb(flags: tuple[str, ...]) -> Any:
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(list(flags))
 
 
 def _copy_attendance(conn: Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
-    """COPY ``rows`` (:data:`_WRITTEN` order, flags as a tuple) into ``table`` (PostgreSQL)."""
+    """COPY ``rows`` (:data:`_WRITTEN` order, flags as a tuple) into ``table`` (PostgreSQL).
+
+    Binary COPY with declared types: half the time of the text format, on both
+    sides of the connection.
+    """
     flags_at = _WRITTEN.index("flags")
     raw = conn.connection.dbapi_connection
     assert raw is not None
     with raw.cursor() as cur:  # type: ignore[attr-defined]
-        with cur.copy(f"COPY {table} ({', '.join(_WRITTEN)}) FROM STDIN") as copy:
-            # Declared types: psycopg then picks each column's dumper once, not per value.
+        with cur.copy(f"COPY {table} ({', '.join(_WRITTEN)}) FROM STDIN (FORMAT BINARY)"
+                      ) as copy:
             copy.set_types(_COPY_TYPES)
             for row in rows:
-                copy.write_row(row[:flags_at] + (_flags_json(row[flags_at]),)
-                               + row[flags_at + 1:])
+                copy.write_row(row[:flags_at] + (_jsonb(row[flags_at]),) + row[flags_at + 1:])
 
 
 @lru_cache(maxsize=64)
