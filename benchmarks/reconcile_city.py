@@ -241,9 +241,14 @@ def loaded_taps(engine: sa.Engine) -> int:
 
 def empty_results(engine: sa.Engine) -> None:
     """Forget earlier reconciliations: the measurements start from no attendance at all."""
+    tables = ("attendance_days", "anomalies", "reconcile_queue")
     with engine.begin() as conn:
-        for table in ("attendance_days", "anomalies", "reconcile_queue"):
-            conn.execute(sa.text(f"DELETE FROM {table}"))
+        if engine.dialect.name == "postgresql":
+            # TRUNCATE, not DELETE: five million dead rows would slow every later query.
+            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)}"))
+        else:
+            for table in tables:
+                conn.execute(sa.text(f"DELETE FROM {table}"))
 
 
 def count(engine: sa.Engine, table: str, where: str = "") -> int:
