@@ -12,7 +12,10 @@ the defaults and ``test_config`` only, so tests do not depend on the machine.
 Flask config keys: ``DATABASE_URL``, ``MIGRATE_ON_START``,
 ``MAX_CONTENT_LENGTH``, ``MAX_BATCH``, ``HEARTBEAT_SECONDS``,
 ``ANCHOR_INTERVAL_SECONDS``, ``LOG_LEVEL``, ``RECONCILE_INTERVAL_SECONDS``,
-``ATTENDANCE_RULES``.
+``ATTENDANCE_RULES``; for the dashboard (:mod:`server.web`) ``SECRET_KEY``,
+``SECRET_KEY_FILE``, ``SESSION_TIMEOUT_MINUTES``, ``LOGIN_MAX_FAILURES``,
+``LOGIN_LOCKOUT_MINUTES``, ``LOGIN_RATE_LIMIT``, ``OFFLINE_AFTER_MINUTES``,
+``SESSION_COOKIE_SECURE``, ``PROXY_COUNT``.
 
 Background reconciliation: when ``RECONCILE_INTERVAL_SECONDS`` > 0 the app
 starts a :class:`server.reconcile.Reconciler` thread, kept in
@@ -31,6 +34,7 @@ from flask import Flask
 from server.config import ServerSettings, load_settings
 from server.db import create_db_engine, current_revision, describe_url, head_revision, migrate
 from server.openapi import API_PREFIX, RequestValidator
+from server.web import init_app as init_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ log = logging.getLogger(__name__)
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: config, database engine, request validator, blueprints, error handlers."""
     from server.api import ApiState, devices, excuses, meta, register_error_handlers, roster, taps
-    from server.api import diskominfo, registry
+    from server.api import cards, diskominfo, registry
 
     app = Flask(__name__, static_folder=None)
     app.config.from_mapping(ServerSettings().flask_config())
@@ -67,8 +71,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                       or "RECONCILE_INTERVAL_SECONDS" in test_config)
 
     register_error_handlers(app)
-    for module in (devices, taps, roster, excuses, meta, diskominfo, registry):
+    for module in (devices, taps, roster, excuses, cards, meta, diskominfo, registry):
         app.register_blueprint(module.bp, url_prefix=API_PREFIX)
+    init_dashboard(app)
     return app
 
 

@@ -145,7 +145,8 @@ def run(ctx: click.Context, host: str | None, port: int | None, threads: int | N
     app = create_app(settings.flask_config())
     host = host or settings.http.host
     port = port or settings.http.port
-    click.echo(f"{PROG} {__version__} serving on http://{host}:{port}/api/v1", err=True)
+    click.echo(f"{PROG} {__version__} serving on http://{host}:{port}/api/v1 "
+               f"(dashboard: http://{host}:{port}/dashboard/)", err=True)
     waitress.serve(app, host=host, port=port, threads=threads or settings.http.threads,
                    ident=f"{PROG}/{__version__}")
 
@@ -323,9 +324,10 @@ def taps(ctx: click.Context, device_id: str | None, site_code: str | None, limit
 
 # -- commands kept in their own modules (each defines click commands/groups) --------------------
 def _register_commands() -> None:
-    from server import cli_calendar, cli_keys, cli_reconcile, cli_registry, cli_report
+    from server import (cli_calendar, cli_keys, cli_reconcile, cli_registry, cli_report,
+                        cli_users)
 
-    for module in (cli_registry, cli_calendar, cli_reconcile, cli_report, cli_keys):
+    for module in (cli_registry, cli_calendar, cli_reconcile, cli_report, cli_keys, cli_users):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -88,6 +88,28 @@ class AttendanceSettings:
         return rules
 
 
+@dataclass
+class WebSettings:
+    """The dashboard (server.web): sessions, login protection, the fleet page."""
+
+    #: File holding the key that signs session cookies and CSRF tokens; made (mode 0600)
+    #: when missing. "" = ``secret_key`` next to the SQLite database, else
+    #: :data:`DEFAULT_SECRET_DIR`. ``ATTENDANCE_SECRET_KEY`` (the key itself) wins.
+    secret_key_file: str = ""
+    session_timeout_minutes: float = 30.0
+    login_max_failures: int = 5
+    login_lockout_minutes: float = 15.0
+    login_rate_limit: str = "10 per minute"
+    offline_after_minutes: float = 15.0
+    cookie_secure: bool = False
+    proxy_count: int = 0
+
+
+#: Where the dashboard's secret key file goes when the database is not a SQLite file.
+DEFAULT_SECRET_DIR = "/var/lib/attendance-server"
+SECRET_KEY_ENV = "ATTENDANCE_SECRET_KEY"
+
+
 def _default_weights() -> dict[str, float]:
     from server.attendance_rules import DEFAULT_DEDUCTION_WEIGHTS
 
@@ -102,7 +124,10 @@ class ServerSettings:
     http: HttpSettings = field(default_factory=HttpSettings)
     log: LogSettings = field(default_factory=LogSettings)
     attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     source: str = "defaults"
+    #: ``$ATTENDANCE_SECRET_KEY``, never read from the file (and never printed).
+    secret_key: str = field(default="", repr=False)
 
     def flask_config(self) -> dict[str, Any]:
         """The Flask config keys that :func:`server.app.create_app` reads."""
@@ -116,6 +141,15 @@ class ServerSettings:
             "LOG_LEVEL": self.log.level,
             "RECONCILE_INTERVAL_SECONDS": self.attendance.reconcile_interval_seconds,
             "ATTENDANCE_RULES": self.attendance.rules(),
+            "SECRET_KEY": self.secret_key or None,
+            "SECRET_KEY_FILE": self.web.secret_key_file,
+            "SESSION_TIMEOUT_MINUTES": self.web.session_timeout_minutes,
+            "LOGIN_MAX_FAILURES": self.web.login_max_failures,
+            "LOGIN_LOCKOUT_MINUTES": self.web.login_lockout_minutes,
+            "LOGIN_RATE_LIMIT": self.web.login_rate_limit,
+            "OFFLINE_AFTER_MINUTES": self.web.offline_after_minutes,
+            "SESSION_COOKIE_SECURE": self.web.cookie_secure,
+            "PROXY_COUNT": self.web.proxy_count,
         }
 
 
@@ -126,6 +160,7 @@ _SECTIONS: dict[str, type] = {
     "http": HttpSettings,
     "log": LogSettings,
     "attendance": AttendanceSettings,
+    "web": WebSettings,
 }
 
 
@@ -249,9 +284,32 @@ def _validate(s: ServerSettings, origins: dict[tuple[str, str], str]) -> None:
         if key not in {f.name for f in dataclasses.fields(s.attendance)}:
             key = "late_brackets"
         fail("attendance", key, message.removeprefix(f"{key}: "))
+    if not 1 <= s.web.session_timeout_minutes <= 24 * 60:
+        fail("web", "session_timeout_minutes", "must be between 1 and 1440")
+    if not 1 <= s.web.login_max_failures <= 100:
+        fail("web", "login_max_failures", "must be between 1 and 100")
+    if not 0 < s.web.login_lockout_minutes <= 7 * 24 * 60:
+        fail("web", "login_lockout_minutes", "must be more than 0 and at most 10080")
+    if not _is_rate_limit(s.web.login_rate_limit):
+        fail("web", "login_rate_limit", f"expected e.g. \"10 per minute\" or \"30/hour\", "
+                                        f"got {s.web.login_rate_limit!r}")
+    if s.web.offline_after_minutes <= 0:
+        fail("web", "offline_after_minutes", "must be more than 0")
+    if not 0 <= s.web.proxy_count <= 5:
+        fail("web", "proxy_count", "must be between 0 and 5 (reverse proxies in front)")
     if s.log.level.upper() not in LOG_LEVELS:
         fail("log", "level", f"must be one of {', '.join(LOG_LEVELS)}, got {s.log.level!r}")
     s.log.level = s.log.level.upper()
+
+
+def _is_rate_limit(text: str) -> bool:
+    """Whether ``text`` is a rate limit Flask-Limiter reads, e.g. ``10 per minute``."""
+    from limits import parse_many
+
+    try:
+        return bool(parse_many(text))
+    except ValueError:
+        return False
 
 
 def load_settings(path: str | os.PathLike[str] | None = None,
@@ -301,5 +359,11 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     if environ.get("DATABASE_URL"):
         settings.database.url = environ["DATABASE_URL"]
         origins[("database", "url")] = "DATABASE_URL"
+    if environ.get(SECRET_KEY_ENV):
+        settings.secret_key = environ[SECRET_KEY_ENV]
+        if len(settings.secret_key) < 32:
+            raise ConfigError(f"{SECRET_KEY_ENV}: must be at least 32 characters (a random "
+                              f"key, e.g. from: python3 -c 'import secrets; "
+                              f"print(secrets.token_hex(32))')")
     _validate(settings, origins)
     return settings

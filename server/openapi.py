@@ -260,6 +260,93 @@ SCHEMAS: dict[str, Any] = {
             "cards": {"type": "array", "items": _ref("RosterCard")},
             "removed": {"type": "array", "items": {"type": "string"},
                         "description": "Card UIDs that left the site's roster."},
+            "plans": {"type": "array", "items": _ref("DayPlan"),
+                      "description": "Today and the next six days in the site's local time, "
+                                     "from its schedule and calendar (left out when they "
+                                     "cannot be made)."},
+            "server_time": _SERVER_TIME,
+        },
+    },
+    "DayPlan": {
+        "type": "object",
+        "required": ["date", "workday", "start", "end", "grace_minutes", "reason"],
+        "properties": {
+            "date": {"type": "string", "format": "date", "description": "Local date."},
+            "workday": {"type": "boolean"},
+            "start": {"type": ["string", "null"], "pattern": r"^[0-9]{2}:[0-9]{2}$",
+                      "description": "Local start of the working day, `HH:MM`; null on a "
+                                     "day off."},
+            "end": {"type": ["string", "null"], "pattern": r"^[0-9]{2}:[0-9]{2}$",
+                    "description": "Local end (earlier on a half day); null on a day off."},
+            "grace_minutes": {"type": "integer",
+                              "description": "Minutes after `start` before a person is late."},
+            "reason": {"type": "string",
+                       "description": "`\"\"` on a working day, `weekend` or "
+                                      "`holiday: <name>` on a day off."},
+        },
+    },
+    "SitePerson": {
+        "type": "object",
+        "required": ["person_id", "name", "kind", "group_name"],
+        "properties": {
+            "person_id": {"type": "string", "description": "NISN, NIP or a local id."},
+            "name": {"type": "string"},
+            "kind": {"type": "string", "enum": ["student", "employee", ""]},
+            "group_name": {"type": "string", "description": "Rombel (class) or unit."},
+        },
+    },
+    "SitePeopleReply": {
+        "type": "object",
+        "required": ["version", "people", "server_time"],
+        "properties": {
+            "version": {"type": "string", "description": "Also the reply's `ETag`; send it "
+                                                         "as `If-None-Match` next time."},
+            "people": {"type": "array", "items": _ref("SitePerson")},
+            "server_time": _SERVER_TIME,
+        },
+    },
+    "CardRequest": {
+        "type": "object",
+        "required": ["request_id", "kind", "card_uid", "requested_at"],
+        "properties": {
+            "request_id": {**_ID, "description": "UUID made on the edge; the idempotency key."},
+            "kind": {"type": "string", "enum": ["bind", "lost"],
+                     "description": "`bind`: give the card to `person_id`; `lost`: the card "
+                                    "was lost (its later taps become anomalies)."},
+            "card_uid": {"type": "string", "pattern": r"^[0-9A-Fa-f]{8,20}$",
+                         "description": "Hex, 4, 7, 8 or 10 bytes (another length, or a "
+                                        "random UID, is rejected)."},
+            "person_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 32,
+                          "pattern": ID_PATTERN,
+                          "description": "Required for `bind`; null (ignored) for `lost`."},
+            "requested_at": {**_DATE_TIME,
+                             "description": "When the operator asked, with UTC offset: the "
+                                            "change takes effect then (a time in the future "
+                                            "or more than 30 days ago counts as now)."},
+        },
+    },
+    "CardRequestBatch": {
+        "type": "object",
+        "required": ["requests"],
+        "properties": {
+            "requests": {"type": "array", "minItems": 1, "maxItems": 1000,
+                         "items": _ref("CardRequest")},
+        },
+    },
+    "CardRequestReply": {
+        "type": "object",
+        "required": ["results", "server_time"],
+        "properties": {
+            "results": {"type": "array", "items": {
+                "type": "object", "required": ["request_id", "status"],
+                "properties": {
+                    "request_id": {"type": "string"},
+                    "status": {"type": "string", "enum": ["applied", "duplicate", "rejected"]},
+                    "error": {"type": "string", "description": "Why, when rejected (also on a "
+                                                               "duplicate of a rejected one)."},
+                    "outcome": {"type": "string", "enum": ["applied", "rejected"],
+                                "description": "On a duplicate: what the first delivery did."},
+                }}},
             "server_time": _SERVER_TIME,
         },
     },
@@ -752,6 +839,41 @@ DOCUMENT: dict[str, Any] = {
                 }],
                 "responses": {"200": _ok("The roster or its delta.", "RosterReply"),
                               **_AUTH_ERRORS, **_COMMON_ERRORS},
+            },
+        },
+        "/roster/people": {
+            "get": {
+                "operationId": "getSitePeople",
+                "summary": "The people of the device's site, with or without a card (for "
+                           "binding a new card at the gate).",
+                "security": [{"deviceToken": []}],
+                "parameters": [{
+                    "name": "If-None-Match", "in": "header", "required": False,
+                    "description": "The `version` (ETag) of a previous reply: 304 when "
+                                   "nothing changed.",
+                    "schema": {"type": "string", "maxLength": 200},
+                }],
+                "responses": {"200": _ok("The people and their version (also the `ETag`).",
+                                         "SitePeopleReply"),
+                              "304": {"description": "Not modified: the version sent in "
+                                                     "`If-None-Match` is current."},
+                              **_AUTH_ERRORS, **_COMMON_ERRORS},
+            },
+        },
+        "/cards/requests": {
+            "post": {
+                "operationId": "pushCardRequests",
+                "summary": "Bind cards to people of the device's site or report cards lost; "
+                           "idempotent by request_id.",
+                "security": [{"deviceToken": []}],
+                "requestBody": _body("CardRequestBatch"),
+                "responses": {
+                    "200": _ok("Every request is named with applied, duplicate or rejected "
+                               "(with the reason).", "CardRequestReply"),
+                    **_AUTH_ERRORS, **_COMMON_ERRORS,
+                    "413": _error("`too_large`: over the size limit or more than 1000 "
+                                  "requests."),
+                },
             },
         },
         "/excuses": {

@@ -265,3 +265,58 @@ def roster_for_site(conn: Connection, site_code: str, since: str | None) -> dict
 def site_cards(conn: Connection, site_code: str) -> list[dict[str, str]]:
     return [_card_reply(r) for r in conn.execute(_card_query(site_code)
                                                  .order_by(cards.c.card_uid))]
+
+
+# -- the edge's view of the site's people and coming days -------------------------------------
+def people_for_site(conn: Connection, site_code: str, today: Any) -> list[dict[str, str]]:
+    """The active people of a site (registered there, or assigned there on ``today``, the
+    site's local date), with or without a card, by person id: ``GET /roster/people``."""
+    from server.schema import person_sites
+
+    p, ps = people.c, person_sites.c
+    assigned = sa.select(ps.person_id).where(
+        ps.site_code == site_code, ps.valid_from <= today,
+        sa.or_(ps.valid_to.is_(None), ps.valid_to >= today))
+    rows = conn.execute(sa.select(p.person_id, p.name, p.kind, p.group_name)
+                        .where(p.active == sa.true(),
+                               sa.or_(p.site_code == site_code, p.person_id.in_(assigned)))
+                        .order_by(p.person_id))
+    return [{"person_id": r.person_id, "name": r.name or "", "kind": r.kind or "",
+             "group_name": r.group_name or ""} for r in rows]
+
+
+def people_version(items: list[dict[str, str]]) -> str:
+    """A version of a people list: the same list always gives the same string."""
+    import hashlib
+    import json
+
+    text = json.dumps(items, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return "p" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+#: Days of plans in the roster reply: today and the next six.
+PLAN_DAYS = 7
+
+
+def plans_for_site(conn: Connection, site_code: str, now: Any,
+                   days: int = PLAN_DAYS) -> list[dict[str, Any]]:
+    """The plan (working day, hours, grace, reason) of today and the following days in the
+    site's local time, from its schedule and calendar, as the reconciler decides them."""
+    from datetime import timedelta
+
+    from server.calendar_store import calendar_for_site, site_row, site_schedule
+    from server.schedule import format_time, plan_day, site_timezone
+
+    row = site_row(conn, site_code)
+    zone = site_timezone(row["timezone"])
+    schedule = site_schedule(conn, row)
+    calendar = calendar_for_site(conn, row)
+    today = now.astimezone(zone).date()
+    out = []
+    for offset in range(days):
+        plan = plan_day(schedule, calendar, today + timedelta(days=offset), zone)
+        out.append({"date": plan.date.isoformat(), "workday": plan.workday,
+                    "start": format_time(plan.start.time()) if plan.start else None,
+                    "end": format_time(plan.end.time()) if plan.end else None,
+                    "grace_minutes": plan.grace_minutes, "reason": plan.reason})
+    return out

@@ -32,6 +32,8 @@ SITE_KINDS = ("school", "office")
 DAY_STATUSES = ("H", "A", "S", "I", "DL", "C", "LIBUR", "PENDING")
 CALENDAR_KINDS = ("holiday", "workday", "half_day", "ramadan")
 API_ROLES = ("diskominfo", "operator")
+CARD_REQUEST_KINDS = ("bind", "lost")
+CARD_REQUEST_STATUSES = ("applied", "rejected")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -380,4 +382,47 @@ api_keys = sa.Table(
     sa.Column("last_used_at", UTCDateTime()),
     sa.CheckConstraint(_in("role", API_ROLES), name="role"),
     sa.CheckConstraint("role <> 'operator' OR site_code IS NOT NULL", name="operator_site"),
+)
+
+#: Card requests sent by devices (``POST /cards/requests``): bind a card to a person of
+#: the device's site, or report a card lost. Idempotent by ``request_id``: the outcome of
+#: the first delivery is kept (``rejected`` with its ``error``), a repeat changes nothing.
+card_requests = sa.Table(
+    "card_requests", metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("device_id", sa.String(40), sa.ForeignKey("devices.device_id"), nullable=False),
+    sa.Column("site_code", sa.String(32), sa.ForeignKey("sites.code"), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("card_uid", sa.String(20), nullable=False),  # as sent
+    sa.Column("person_id", sa.String(32)),
+    sa.Column("requested_at", UTCDateTime(), nullable=False),  # the device's clock
+    sa.Column("effective_at", UTCDateTime()),  # the moment applied (NULL when rejected)
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("error", sa.String(300)),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint(_in("kind", CARD_REQUEST_KINDS), name="kind"),
+    sa.CheckConstraint(_in("status", CARD_REQUEST_STATUSES), name="status"),
+    sa.Index(None, "site_code", "received_at"),
+)
+
+#: Accounts of the web dashboard: ``diskominfo`` sees every site, ``operator`` one site.
+#: Passwords are kept as werkzeug hashes (scrypt). ``failed_logins`` and ``locked_until``
+#: hold the lockout after repeated failures; ``session_version`` changes when the password
+#: changes, the account is disabled or its user logs out, which ends every open session.
+web_users = sa.Table(
+    "web_users", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("site_code", sa.String(32), sa.ForeignKey("sites.code")),
+    sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("locked_until", UTCDateTime()),
+    sa.Column("session_version", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_login_at", UTCDateTime()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("changed_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint(_in("role", API_ROLES), name="role"),
+    sa.CheckConstraint("(role = 'operator') = (site_code IS NOT NULL)", name="operator_site"),
 )

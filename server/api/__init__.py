@@ -152,6 +152,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
+        page = _web_page(error)
+        if page is not None:
+            return page
         status = error.code or 500
         code = HTTP_CODES.get(status, (error.name or "error").lower().replace(" ", "_"))
         message = error.description or error.name
@@ -173,6 +176,11 @@ def register_error_handlers(app: Flask) -> None:
     def _database_down(error: sa_exc.DBAPIError) -> Response:
         log.error("database unavailable during %s %s: %s", request.method, request.path,
                   str(error.orig)[:500])
+        from werkzeug.exceptions import ServiceUnavailable
+
+        page = _web_page(ServiceUnavailable(retry_after=RETRY_AFTER_SECONDS))
+        if page is not None:
+            return page
         return error_response(ApiError(503, "unavailable", "the database is not available; "
                                        "try again later",
                                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)}))
@@ -190,4 +198,15 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(error, HTTPException):  # pragma: no cover - handled above
             return _http_error(error)
         log.exception("unexpected error during %s %s", request.method, request.path)
+        page = _web_page(error)
+        if page is not None:
+            return page
         return error_response(ApiError(500, "internal_error", "internal server error"))
+
+
+def _web_page(error: BaseException) -> Response | None:
+    """The dashboard's HTML page for an error on one of its paths (else None: JSON)."""
+    if request.path.startswith(API_PREFIX + "/"):
+        return None
+    render = current_app.extensions.get("attendance_web_errors")
+    return render(error) if render is not None else None

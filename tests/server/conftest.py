@@ -120,7 +120,8 @@ def database_url(backend: Backend, tmp_path: Any) -> str:
 
 @pytest.fixture
 def app(database_url: str) -> Iterator[Any]:
-    app = create_app({"DATABASE_URL": database_url, "TESTING": True})
+    app = create_app({"DATABASE_URL": database_url, "TESTING": True,
+                      "SECRET_KEY": "test-secret-key-" + "x" * 32})
     yield app
     app.extensions["attendance"].engine.dispose()
 
@@ -144,8 +145,8 @@ def runner(database_url: str, tmp_path: Any) -> Any:
     config = tmp_path / "server.toml"
     config.write_text("# the defaults\n")
 
-    def run(*args: str, env: dict[str, str] | None = None) -> Any:
-        return cli.invoke(main, list(args), catch_exceptions=False,
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Any:
+        return cli.invoke(main, list(args), catch_exceptions=False, input=input,
                           env={"DATABASE_URL": database_url,
                                "ATTENDANCE_SERVER_CONFIG": str(config), **(env or {})})
 

@@ -23,7 +23,7 @@ def test_example_file_documents_every_key_with_the_defaults():
 
     data = tomllib.loads(EXAMPLE.read_text())
     defaults = load_settings(environ={})
-    for section in ("database", "api", "enrolment", "http", "log"):
+    for section in ("database", "api", "enrolment", "http", "log", "web"):
         keys = {f.name for f in dataclasses.fields(getattr(defaults, section))}
         assert set(data[section]) == keys, section
         for key in keys:
@@ -56,6 +56,16 @@ def test_file_then_environment_then_database_url(tmp_path):
     ("", {"DATABASE_URL": "mysql://x"}, "DATABASE_URL: must start with"),
     ("[log]\nlevel = 'LOUD'\n", {}, "[log] level: must be one of"),
     ("not toml [", {}, "not valid TOML"),
+    ("[web]\nsession_timeout_minutes = 0\n", {}, "[web] session_timeout_minutes: must be"),
+    ("[web]\nlogin_max_failures = 0\n", {}, "[web] login_max_failures: must be"),
+    ("[web]\nlogin_lockout_minutes = -1\n", {}, "[web] login_lockout_minutes: must be"),
+    ("[web]\nlogin_rate_limit = 'often'\n", {}, "[web] login_rate_limit: expected e.g."),
+    ("", {"ATTENDANCE_WEB_OFFLINE_AFTER_MINUTES": "0"},
+     "ATTENDANCE_WEB_OFFLINE_AFTER_MINUTES: must be more than 0"),
+    ("", {"ATTENDANCE_WEB_COOKIE_SECURE": "maybe"},
+     "ATTENDANCE_WEB_COOKIE_SECURE: expected true or false"),
+    ("[web]\nproxy_count = 9\n", {}, "[web] proxy_count: must be between 0 and 5"),
+    ("[web]\nsecret_key = 'x'\n", {}, "[web] secret_key: unknown key"),
 ])
 def test_bad_configuration_names_the_key(tmp_path, text, env, message):
     config = tmp_path / "server.toml"

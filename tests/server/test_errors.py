@@ -13,7 +13,11 @@ def test_unknown_path_is_json_404(client):
     reply = client.get("/api/v1/nothing-here")
     assert reply.status_code == 404
     assert reply.json["error"]["code"] == "not_found"
-    assert client.get("/").status_code == 404 and client.get("/").is_json
+    assert client.get("/nothing-here").status_code == 404
+    assert client.get("/nothing-here").is_json
+    # The root is the way to the dashboard (server.web), whose pages answer HTML.
+    assert client.get("/").status_code == 302
+    assert client.get("/").headers["Location"] == "/dashboard/"
 
 
 def test_wrong_method_is_json_405_with_allow(client):

@@ -25,6 +25,8 @@ def test_served_document_is_the_document(client):
 def test_document_lists_every_route_the_app_has(app):
     routes: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(API_PREFIX + "/"):
+            continue  # the dashboard's pages (server.web) are not part of the API
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
         routes.setdefault(path, set()).update(rule.methods - {"HEAD", "OPTIONS"})
     documented = {API_PREFIX + path: {m.upper() for m in item}
@@ -143,6 +145,12 @@ SAMPLES = {
                                         "date_to": "2026-11-24", "note": "x"}]},
     ("/devices/enroll", "post"): {"claim_code": "ABCD-EFGH-JKMN", "hardware_id": "pi",
                                   "name": "gerbang"},
+    ("/cards/requests", "post"): {"requests": [
+        {"request_id": "6f1c2a1e-1b7e-4d0a-9a51-0c2b8f7d9e10", "kind": "bind",
+         "card_uid": "04A1B2C3D4E5F6", "person_id": "0051234567",
+         "requested_at": "2026-11-23T07:00:00+07:00"},
+        {"request_id": "r-2", "kind": "lost", "card_uid": "8c3f2a11", "person_id": None,
+         "requested_at": "2026-11-23T07:00:00.123Z"}]},
 }
 
 
