@@ -162,6 +162,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
                + f" [{clock['source']}]")
     if info.get("storage_error"):
         click.echo(f"Storage:  ERROR {info['storage_error']}")
+    web = info.get("web")
+    if web:
+        click.echo("Page:     " + (f"ERROR {web['error']}" if web.get("error") else
+                                   f"operator page on {web['url']}"))
 
 
 def _parse_since(text: str | None) -> str | None:
@@ -222,7 +226,9 @@ def tap(ctx: click.Context, uid: str, reader: str | None) -> None:
     record = reply.get("tap")
     if record:
         click.echo(f"{reply['verdict']}: card {record['card_uid']} seq {record['seq']} "
-                   f"event {record['event_id']}")
+                   f"event {record['event_id']}"
+                   + ("; enrolled: the card now belongs to the person chosen on the "
+                      "operator's page" if reply.get("enrolled") else ""))
     else:
         click.echo(f"{reply['verdict']}: {reply.get('detail', '')}")
         if reply["verdict"] == "error":
@@ -396,6 +402,106 @@ def roster_show(ctx: click.Context) -> None:
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerows(rows)
+
+
+@main.group()
+def operator() -> None:
+    """Operator accounts of the local web page (docs/EDGE_WEB.md)."""
+
+
+def _read_new_password(from_stdin: bool) -> str:
+    """A new password from standard input (one line) or typed twice; never echoed."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            fail("no password on standard input")
+        return password
+    return click.prompt("New password", hide_input=True, confirmation_prompt="Repeat password")
+
+
+def _operators_db(cfg: EdgeConfig) -> Any:
+    from edge.outbox import Outbox
+
+    cfg.data_path.mkdir(parents=True, exist_ok=True)
+    return Outbox(cfg.database_path)
+
+
+@operator.command("add")
+@config_option
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from standard input (one line) instead of asking twice.")
+@click.pass_context
+def operator_add(ctx: click.Context, username: str, password_stdin: bool) -> None:
+    """Create an operator account USERNAME (the password is asked for twice)."""
+    from edge import operators
+
+    cfg = _config(ctx)
+    operators.check_username(username)
+    password = _read_new_password(password_stdin)
+    with _operators_db(cfg) as outbox:
+        outbox.call(operators.add_operator, username, password)
+    click.echo(f"operator {username} added; log in at http://<this device>:"
+               f"{cfg.web.listen.rsplit(':', 1)[1]}/")
+
+
+@operator.command("passwd")
+@config_option
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from standard input (one line) instead of asking twice.")
+@click.pass_context
+def operator_passwd(ctx: click.Context, username: str, password_stdin: bool) -> None:
+    """Set a new password for USERNAME (also unlocks the account and ends its sessions)."""
+    from edge import operators
+
+    cfg = _config(ctx)
+    with _operators_db(cfg) as outbox:
+        if outbox.call(operators.get_operator, username) is None:
+            fail(f"no operator {username!r} (see: attendance-edge operator list)")
+        password = _read_new_password(password_stdin)
+        outbox.call(operators.set_password, username, password)
+    click.echo(f"password of {username} changed")
+
+
+@operator.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def operator_list(ctx: click.Context, as_json: bool) -> None:
+    """List the operator accounts (never their passwords)."""
+    import dataclasses
+
+    from edge import operators
+
+    cfg = _config(ctx)
+    with _operators_db(cfg) as outbox:
+        accounts = outbox.call(operators.list_operators)
+    now = datetime.now(timezone.utc)
+    for account in accounts:
+        if as_json:
+            click.echo(json.dumps({**dataclasses.asdict(account),
+                                   "locked": account.is_locked(now)}))
+            continue
+        state = f"LOCKED until {account.locked_until}" if account.is_locked(now) else "active"
+        click.echo(f"{account.username:<20} created {account.created_at[:19]}  "
+                   f"password changed {account.changed_at[:19]}  {state}")
+    if not accounts and not as_json:
+        click.echo("no operator accounts (add one: attendance-edge operator add USERNAME)")
+
+
+@operator.command("remove")
+@config_option
+@click.argument("username")
+@click.pass_context
+def operator_remove(ctx: click.Context, username: str) -> None:
+    """Remove the operator account USERNAME (its open sessions end at once)."""
+    from edge import operators
+
+    cfg = _config(ctx)
+    with _operators_db(cfg) as outbox:
+        outbox.call(operators.remove_operator, username)
+    click.echo(f"operator {username} removed")
 
 
 if __name__ == "__main__":  # pragma: no cover

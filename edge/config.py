@@ -84,6 +84,26 @@ class SyncConfig:
 
 
 @dataclass
+class WebConfig:
+    enabled: bool = True
+    """Serve the school operator's page (``attendance-edge run``)."""
+    listen: str = "0.0.0.0:8080"
+    """Address and port of the page on the school LAN ("127.0.0.1:8080" = this device only)."""
+    session_minutes: int = 30
+    """Log an operator out after this many minutes without a request."""
+    lockout_failures: int = 5
+    """Lock an account after this many wrong passwords in a row ..."""
+    lockout_minutes: int = 15
+    """... for this many minutes (kept in the database: a restart does not unlock)."""
+    login_rate_limit: str = "10 per minute"
+    """Login attempts allowed per client address (Flask-Limiter notation)."""
+    start_time: str = "07:00"
+    """School/office start (HH:MM, local time) when the server sent no day plan."""
+    grace_minutes: int = 0
+    """Minutes after start_time that still count as on time (without a day plan)."""
+
+
+@dataclass
 class LogConfig:
     level: str = "INFO"
 
@@ -96,6 +116,7 @@ class EdgeConfig:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"
 
@@ -119,6 +140,11 @@ class EdgeConfig:
     def token_path(self) -> Path:
         return self.data_path / "device.token"
 
+    @property
+    def web_secret_path(self) -> Path:
+        """The operator page's session signing key (made once, mode 0600)."""
+        return self.data_path / "web-secret.key"
+
 
 _SECTIONS: dict[str, type] = {
     "device": DeviceConfig,
@@ -126,6 +152,7 @@ _SECTIONS: dict[str, type] = {
     "feedback": FeedbackConfig,
     "clock": ClockConfig,
     "sync": SyncConfig,
+    "web": WebConfig,
     "log": LogConfig,
 }
 
@@ -215,6 +242,7 @@ def _validate(cfg: EdgeConfig) -> None:
                 "timeout_seconds", "offline_after_seconds"):
         if getattr(sync, key) <= 0:
             fail("sync", key, "must be more than 0")
+    _validate_web(cfg.web, fail)
     if not cfg.device.data_dir:
         fail("device", "data_dir", "must not be empty")
     if not cfg.readers:
@@ -229,6 +257,51 @@ def _validate(cfg: EdgeConfig) -> None:
         if reader.name in names:
             fail("readers", "name", f"{reader.name!r} is used by two readers", i)
         names.add(reader.name)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"0.0.0.0:8080"`` or ``"[::]:8080"`` -> (host, port); ValueError when malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"must be HOST:PORT (e.g. 0.0.0.0:8080), got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def parse_hhmm(text: str) -> tuple[int, int]:
+    """``"07:30"`` -> (7, 30); ValueError when it is not a time of day."""
+    hours, sep, minutes = text.partition(":")
+    if (not sep or not hours.isdigit() or not minutes.isdigit() or len(minutes) != 2
+            or int(hours) > 23 or int(minutes) > 59):
+        raise ValueError(f"must be a time of day HH:MM (e.g. 07:00), got {text!r}")
+    return int(hours), int(minutes)
+
+
+def _validate_web(web: WebConfig, fail: Any) -> None:
+    try:
+        parse_listen(web.listen)
+    except ValueError as exc:
+        fail("web", "listen", str(exc))
+    for key in ("session_minutes", "lockout_failures", "lockout_minutes"):
+        if getattr(web, key) < 1:
+            fail("web", key, "must be at least 1")
+    if web.grace_minutes < 0:
+        fail("web", "grace_minutes", "must be 0 or more")
+    try:
+        parse_hhmm(web.start_time)
+    except ValueError as exc:
+        fail("web", "start_time", str(exc))
+    try:
+        from limits import parse_many
+    except ImportError:  # flask-limiter is not installed: the page cannot run anyway
+        return
+    try:
+        if not parse_many(web.login_rate_limit):
+            raise ValueError
+    except ValueError:
+        fail("web", "login_rate_limit",
+             f"must be like \"10 per minute\" or \"10/minute\", got {web.login_rate_limit!r}")
 
 
 def load_config(path: str | os.PathLike[str] | None = None,

@@ -16,6 +16,7 @@ Durability rules (see ``docs/DESIGN.md``):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -24,7 +25,7 @@ import uuid
 from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -34,6 +35,7 @@ from edge.clock import Instant
 from edge.errors import StorageError
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 migrations = Migrations("attendance-edge")
 
@@ -101,6 +103,39 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_operator_page(db: sqlite_utils.Database) -> None:
+    """Tables of the operator's page: accounts, excuses, card requests, the site's people.
+
+    Written compactly on purpose: SQLite keeps this text in the schema table, and
+    while the whole schema fits on the file's first page, damage elsewhere in the
+    file cannot make the taps unreadable (see salvage_taps).
+    """
+    for statement in (
+        # Operator accounts: a werkzeug hash, never the password; failures count towards a lock.
+        "CREATE TABLE operators (username TEXT PRIMARY KEY, password_hash TEXT NOT NULL, "
+        "created_at TEXT NOT NULL, changed_at TEXT NOT NULL, "
+        "failed_attempts INTEGER NOT NULL DEFAULT 0, locked_until TEXT)",
+        # Sakit / izin / dinas luar / cuti marked on the page, kept until the server has them.
+        "CREATE TABLE excuses (excuse_id TEXT PRIMARY KEY, person_id TEXT NOT NULL, "
+        "kind TEXT NOT NULL CHECK (kind IN ('sakit','izin','dinas_luar','cuti')), "
+        "date_from TEXT NOT NULL, date_to TEXT NOT NULL CHECK (date_from <= date_to), "
+        "note TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL, created_by TEXT NOT NULL, "
+        "sent_at TEXT)",
+        # A new card bound or a card reported lost: applied to the roster cache at once,
+        # sent to the server as a request; result/error are the server's answer.
+        "CREATE TABLE card_requests (request_id TEXT PRIMARY KEY, "
+        "kind TEXT NOT NULL CHECK (kind IN ('bind','lost')), card_uid TEXT NOT NULL, "
+        "person_id TEXT, requested_at TEXT NOT NULL, created_by TEXT NOT NULL, sent_at TEXT, "
+        "result TEXT, error TEXT)",
+        # Everyone of the site, with or without a card (for "choose the person").
+        "CREATE TABLE people (person_id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', "
+        "kind TEXT NOT NULL DEFAULT '', group_name TEXT NOT NULL DEFAULT '', "
+        "updated_at TEXT NOT NULL)",
+    ):
+        db.execute(statement)
+
+
 class TapRecord(NamedTuple):
     """One row of the outbox: the tap record of ARCHITECTURE.md."""
 
@@ -139,6 +174,35 @@ def connect(path: str | os.PathLike[str], *, timeout: float = 10.0) -> sqlite_ut
     db = sqlite_utils.Database(conn)
     db.execute("PRAGMA synchronous=FULL")
     db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    return db
+
+
+@contextlib.contextmanager
+def immediate(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+    """A write transaction taken at once (``BEGIN IMMEDIATE``), committed on success.
+
+    Taking the write lock at the start means a read-then-write cannot fail
+    half-way because another connection wrote in between.
+    """
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def open_database(path: str | os.PathLike[str]) -> sqlite_utils.Database:
+    """A connection in WAL mode with every migration applied (creates the file)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = connect(path)
+    with db.ensure_autocommit_on():
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
+    migrations.apply(db)
     return db
 
 
@@ -225,12 +289,7 @@ class Outbox:
 
     # -- opening -------------------------------------------------------------
     def _open(self) -> sqlite_utils.Database:
-        db = connect(self.path)
-        with db.ensure_autocommit_on():
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-        migrations.apply(db)
-        return db
+        return open_database(self.path)
 
     def _move_aside_and_salvage(self, problem: str) -> None:
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
@@ -287,6 +346,16 @@ class Outbox:
             except sqlite3.Error:
                 pass
             self.db = self._open()
+
+    def call(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Run ``fn(db, *args, **kwargs)`` on this outbox's connection, under its lock.
+
+        The stores of the operator's page (``edge.excuses``, ``edge.cards``, ...)
+        take a database as their first argument; this lets the service's threads
+        use them on the shared connection.
+        """
+        with self._lock:
+            return fn(self.db, *args, **kwargs)
 
     # -- the hot path ---------------------------------------------------------
     def _recent_counted(self, window_seconds: float, now: Instant) -> "OrderedDict[str, rules.SeenTap]":
@@ -488,6 +557,7 @@ class Outbox:
                 [(e.card_uid, e.person_id, e.name, e.kind, e.group_name, e.status, stamp)
                  for e in entries],
             )
+            _reapply_card_requests(self.db.conn)
 
     def apply_roster(self, entries: list[rules.RosterEntry], removed: list[str], *,
                      full: bool, cursor: str) -> None:
@@ -511,6 +581,8 @@ class Outbox:
                  for e in entries],
             )
             conn.executemany("DELETE FROM roster WHERE card_uid = ?", [(u,) for u in removed])
+            if full:
+                _reapply_card_requests(conn)
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('roster_cursor', ?)",
                          [cursor])
 
@@ -518,3 +590,18 @@ class Outbox:
         with self._lock, self.db.atomic():
             self.db.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                                  [key, value])
+
+
+def _reapply_card_requests(conn: sqlite3.Connection) -> None:
+    """Card requests the server has not received yet still hold on this device.
+
+    A roster replaced as a whole (a full pull, or a CSV) knows nothing of a card
+    bound or reported lost here a minute ago; without this the new card would be
+    refused again, or the lost one accepted, until the request reaches the server.
+    """
+    from edge.cards import apply_to_roster
+
+    for kind, card_uid, person_id in conn.execute(
+            "SELECT kind, card_uid, person_id FROM card_requests WHERE sent_at IS NULL "
+            "ORDER BY requested_at, rowid").fetchall():
+        apply_to_roster(conn, kind, card_uid, person_id)

@@ -17,6 +17,7 @@ from typing import Callable
 from edge.clock import Clock
 from edge.errors import StorageError
 from edge.outbox import Outbox, TapRecord
+from edge.rules import ACCEPTED
 from hardware.feedback import Feedback
 from hardware.reader import CardTap
 from hardware.uid import is_random_uid
@@ -34,6 +35,9 @@ class TapResult:
     verdict: str
     """accepted, unknown, blocked, duplicate, or random / error (not recorded)."""
     record: TapRecord | None = None
+    enrolled: bool = False
+    """The card was unknown and has just been bound to a person (see edge.enrolment);
+    the verdict stays the recorded one, the person was shown "accepted"."""
 
 
 class Recorder:
@@ -41,13 +45,17 @@ class Recorder:
 
     def __init__(self, outbox: Outbox, *, feedback: Feedback, clock: Clock,
                  debounce_seconds: float = 60.0, storage_retries: int = 1,
-                 when_recorded: Callable[[TapRecord], None] | None = None) -> None:
+                 when_recorded: Callable[[TapRecord], None] | None = None,
+                 enrolment: Callable[[TapRecord], bool] | None = None) -> None:
         self.outbox = outbox
         self.feedback = feedback
         self.clock = clock
         self.debounce_seconds = debounce_seconds
         self.storage_retries = storage_retries
         self.when_recorded = when_recorded
+        #: Offered each recorded tap before the feedback; True when it bound the card
+        #: to a person (an armed enrolment on the operator's page).
+        self.enrolment = enrolment
         self.counters: Counter[str] = Counter()
         self.last_error: str | None = None
         self._lock = threading.Lock()
@@ -67,16 +75,26 @@ class Recorder:
                 self.feedback.error()
                 return TapResult(ERROR)
             self.counters[record.verdict] += 1
+            enrolled = self._offer_for_enrolment(record)
             # The commit has returned: only now may the person be told.
-            self.feedback.signal(record.verdict)
-        log.info("tap seq=%d card=%s reader=%s verdict=%s", record.seq, record.card_uid,
-                 record.reader, record.verdict)
+            self.feedback.signal(ACCEPTED if enrolled else record.verdict)
+        log.info("tap seq=%d card=%s reader=%s verdict=%s%s", record.seq, record.card_uid,
+                 record.reader, record.verdict, " (enrolled)" if enrolled else "")
         if self.when_recorded is not None:
             try:
                 self.when_recorded(record)
             except Exception:
                 log.exception("when_recorded callback failed")
-        return TapResult(record.verdict, record)
+        return TapResult(record.verdict, record, enrolled)
+
+    def _offer_for_enrolment(self, record: TapRecord) -> bool:
+        if self.enrolment is None:
+            return False
+        try:
+            return bool(self.enrolment(record))
+        except Exception:  # the tap is stored; a failing hook must not cost its feedback
+            log.exception("enrolment hook failed")
+            return False
 
     def _store(self, tap: CardTap) -> TapRecord | None:
         for attempt in range(self.storage_retries + 1):

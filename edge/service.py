@@ -17,10 +17,11 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from edge import __version__
+from edge import __version__, cards
 from edge.clock import Clock, describe_clock
-from edge.config import EdgeConfig
+from edge.config import EdgeConfig, parse_listen
 from edge.control import ControlServer
+from edge.enrolment import CardEnrolment
 from edge.notify import Notifier
 from edge.outbox import Outbox
 from edge.recorder import Recorder
@@ -61,6 +62,9 @@ class EdgeService:
         self.recorder: Recorder | None = None
         self.control = ControlServer(config.control_socket, self.handle_control)
         self.sync: SyncWorker | None = None
+        self.enrolment = CardEnrolment(bind=self._bind_card)
+        self.web: Any = None
+        self.web_error: str | None = None
         self.started_at: datetime | None = None
         self._stopping = threading.Event()
         self._reader_down_shown = False
@@ -73,6 +77,7 @@ class EdgeService:
         self.recorder = Recorder(
             self.outbox, feedback=self.feedback, clock=self.clock,
             debounce_seconds=cfg.recorder.debounce_seconds,
+            enrolment=self.enrolment.claim,
         )
         if self._readers_given is not None:
             self.readers = list(self._readers_given)
@@ -96,6 +101,8 @@ class EdgeService:
         self._update_reader_feedback()
         if self.sync is not None:
             self.sync.start()
+        if cfg.web.enabled:
+            self._start_web()
         log.info("edge %s started (version %s, database %s, readers: %s)", cfg.device.name,
                  __version__, cfg.database_path,
                  ", ".join(f"{r.name}={r.driver}" for r in self.readers))
@@ -108,8 +115,40 @@ class EdgeService:
             return {"path": reader_cfg.path}
         return {}
 
+    def _start_web(self) -> None:
+        """Serve the operator's page; without it taps are still recorded, so a failure
+        here (port taken, Flask missing) is logged loudly and the service goes on."""
+        host, port = parse_listen(self.config.web.listen)
+        try:
+            from edge.web import create_app
+            from edge.web.server import WebServer
+
+            app = create_app(self.config, status=self.status, enrolment=self.enrolment,
+                             wake_sync=self.sync.wake if self.sync is not None else None)
+            web = WebServer(app, host, port)
+            web.start()
+        except (OSError, ImportError, ValueError) as exc:
+            self.web_error = f"cannot serve the operator page on {self.config.web.listen}: {exc}"
+            log.error("%s", self.web_error)
+            return
+        self.web = web
+
+    def _bind_card(self, card_uid: str, person_id: str, operator: str) -> Any:
+        """Bind an unknown card to a person (an armed enrolment): roster row + card request."""
+        assert self.outbox is not None
+        request = self.outbox.call(cards.bind_card, card_uid, person_id, operator)
+        if self.sync is not None:
+            self.sync.wake()
+        return request
+
     def stop(self) -> None:
         self._stopping.set()
+        if self.web is not None:
+            try:
+                self.web.stop()
+            except Exception:
+                log.exception("stopping the operator page failed")
+            self.web = None
         if self.sync is not None:
             self.sync.stop()
             self.sync.client.close()
@@ -200,6 +239,8 @@ class EdgeService:
             "storage_error": self.recorder.last_error,
             "refused_random_uids": self.recorder.counters.get("random", 0),
             "sync": self.sync.describe() if self.sync else None,
+            "web": {"url": self.web.url if self.web else None, "error": self.web_error}
+            if self.config.web.enabled else None,
             **figures,
         }
 
@@ -240,6 +281,8 @@ class EdgeService:
             return {"ok": False, "error": str(exc)}
         reply: dict[str, Any] = {"ok": True, "verdict": result.verdict,
                                  "tap": result.record.to_json() if result.record else None}
+        if result.enrolled:
+            reply["enrolled"] = True
         if result.verdict == "error":
             reply["detail"] = self.recorder.last_error if self.recorder else None
         elif result.verdict == "random":

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import requests
 
-from edge import __version__
+from edge import __version__, cards, daily, excuses, people
 from edge.backoff import Backoff, parse_retry_after
 from edge.clock import Clock
 from edge.errors import EdgeError
@@ -52,6 +52,11 @@ class Unauthorized(SyncError):
 
 class Rejected(SyncError):
     """The server refused the request as bad (4xx): retrying the same will not help."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None,
+                 status: int = 400) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
 
 
 # -- enrolment -------------------------------------------------------------------------
@@ -125,19 +130,28 @@ class SyncClient:
     def close(self) -> None:
         self.session.close()
 
-    def _call(self, method: str, path: str, *, json_body: Any = None,
-              params: dict[str, str] | None = None, auth: bool = True) -> dict[str, Any]:
-        headers = {}
+    def _send(self, method: str, path: str, *, json_body: Any = None,
+              params: dict[str, str] | None = None, auth: bool = True,
+              headers: dict[str, str] | None = None) -> requests.Response:
+        headers = dict(headers or {})
         if auth:
             if not self.token:
                 raise Unauthorized("this device is not enrolled (attendance-edge enroll)")
             headers["Authorization"] = f"Bearer {self.token}"
         try:
-            response = self.session.request(method, self.base + path, json=json_body,
-                                            params=params, headers=headers,
-                                            timeout=self.timeout, verify=self.verify)
+            return self.session.request(method, self.base + path, json=json_body,
+                                        params=params, headers=headers,
+                                        timeout=self.timeout, verify=self.verify)
         except requests.RequestException as exc:
             raise SyncError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    def _call(self, method: str, path: str, *, json_body: Any = None,
+              params: dict[str, str] | None = None, auth: bool = True) -> dict[str, Any]:
+        response = self._send(method, path, json_body=json_body, params=params, auth=auth)
+        return self._reply(method, path, response)
+
+    @staticmethod
+    def _reply(method: str, path: str, response: requests.Response) -> dict[str, Any]:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         try:
             body = response.json()
@@ -155,7 +169,7 @@ class SyncClient:
             raise SyncError(text, retry_after=retry_after)
         if response.status_code == 200:
             raise SyncError(f"{method} {path}: unreadable reply")
-        raise Rejected(text, retry_after=retry_after)
+        raise Rejected(text, retry_after=retry_after, status=response.status_code)
 
     def enroll(self, claim_code: str, hardware: str, name: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"claim_code": claim_code, "hardware_id": hardware}
@@ -171,6 +185,31 @@ class SyncClient:
 
     def roster(self, since: str | None) -> dict[str, Any]:
         return self._call("GET", "/roster", params={"since": since} if since else None)
+
+    def push_excuses(self, excuses: list[dict[str, Any]]) -> dict[str, Any]:
+        """``POST /excuses``: idempotent by ``excuse_id`` (accepted or duplicate each)."""
+        return self._call("POST", "/excuses", json_body={"excuses": excuses})
+
+    def push_card_requests(self, card_requests: list[dict[str, Any]]) -> dict[str, Any]:
+        """``POST /cards/requests``: bind or lost, idempotent by ``request_id``."""
+        return self._call("POST", "/cards/requests", json_body={"requests": card_requests})
+
+    def people(self, etag: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+        """``GET /roster/people``: the site's people, or None when unchanged since ``etag``.
+
+        Returns the reply and the tag to send next time: the reply's ``ETag``
+        header as given, else its ``version`` as a quoted entity tag.
+        """
+        headers = {"If-None-Match": etag} if etag else None
+        response = self._send("GET", "/roster/people", headers=headers)
+        if response.status_code == 304:
+            return None, etag
+        body = self._reply("GET", "/roster/people", response)
+        tag = response.headers.get("ETag")
+        if not tag and body.get("version") not in (None, ""):
+            version = str(body["version"])
+            tag = version if version.startswith(('"', 'W/"')) else f'"{version}"'
+        return body, tag
 
 
 # -- the worker ----------------------------------------------------------------------------------
@@ -239,6 +278,12 @@ class SyncReport:
     missing_seq: list[list[int]] = field(default_factory=list)
     heartbeat: bool = False
     roster: str = ""
+    excuses_sent: int = 0
+    card_requests_sent: int = 0
+    people: str = ""
+    plans: int | None = None
+    notes: list[str] = field(default_factory=list)
+    """Problems that did not stop the round (a refused excuse, an endpoint the server lacks)."""
     clock_offset_s: float | None = None
     error: str | None = None
 
@@ -251,6 +296,15 @@ class SyncReport:
         parts.append("heartbeat ok" if self.heartbeat else "no heartbeat")
         if self.roster:
             parts.append(f"roster {self.roster}")
+        if self.excuses_sent:
+            parts.append(f"sent {self.excuses_sent} excuse(s)")
+        if self.card_requests_sent:
+            parts.append(f"sent {self.card_requests_sent} card request(s)")
+        if self.people:
+            parts.append(f"people {self.people}")
+        if self.plans is not None:
+            parts.append(f"{self.plans} day plan(s)")
+        parts.extend(self.notes)
         if self.clock_offset_s is not None:
             parts.append(f"clock offset {self.clock_offset_s:+.1f} s")
         if self.error:
@@ -288,6 +342,8 @@ class SyncWorker:
         self.started = time.monotonic()
         self._next_heartbeat = 0.0
         self._next_roster = 0.0
+        #: side exchanges the server refused (4xx) -> when to offer them again
+        self._paused_until: dict[str, float] = {}
         self._offline_shown = False
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -362,21 +418,114 @@ class SyncWorker:
         self.outbox.apply_roster(entries, removed, full=full, cursor=str(reply.get("cursor", "")))
         report.roster = (f"full, {len(entries)} card(s)" if full else
                          f"+{len(entries)} -{len(removed)}")
+        if "plans" in reply:
+            today = datetime.now().astimezone().date()
+            report.plans = self.outbox.call(daily.store_plans, reply["plans"], today)
+
+    def excuses_once(self, report: SyncReport) -> None:
+        """Send every unsent excuse; each is marked sent once the reply names it."""
+        while self._offered("excuses") and not self._stop.is_set():
+            batch = self.outbox.call(excuses.unsent_excuses, self.batch_size)
+            if not batch:
+                return
+            try:
+                reply = self.client.push_excuses([e.payload() for e in batch])
+            except Rejected as exc:
+                self._note(report, "excuses", exc)
+                return
+            sent = {e.excuse_id for e in batch}
+            results = reply.get("results")
+            if not isinstance(results, list):
+                raise SyncError("reply to POST /excuses has no results list")
+            named = [r["excuse_id"] for r in results if isinstance(r, dict)
+                     and r.get("excuse_id") in sent and r.get("status") in ("accepted",
+                                                                              "duplicate")]
+            report.excuses_sent += self.outbox.call(excuses.mark_excuses_sent, named)
+            self._note_server_time(reply, report)
+            if len(set(named)) < len(batch):
+                raise SyncError(f"server acknowledged {len(set(named))} of {len(batch)} excuses")
+
+    def card_requests_once(self, report: SyncReport) -> None:
+        """Send every unsent card request; each is marked sent with the server's answer."""
+        while self._offered("card requests") and not self._stop.is_set():
+            batch = self.outbox.call(cards.unsent_requests, self.batch_size)
+            if not batch:
+                return
+            try:
+                reply = self.client.push_card_requests([r.payload() for r in batch])
+            except Rejected as exc:
+                self._note(report, "card requests", exc)
+                return
+            try:
+                done = self.outbox.call(cards.record_results, batch, reply)
+            except ValueError as exc:
+                raise SyncError(str(exc)) from None
+            report.card_requests_sent += len(done)
+            for request_id, status in done.items():
+                if status == "rejected":
+                    log.error("server rejected card request %s", request_id)
+            self._note_server_time(reply, report)
+            if len(done) < len(batch):
+                raise SyncError(f"server answered {len(done)} of {len(batch)} card requests")
+
+    def people_once(self, report: SyncReport) -> None:
+        """Refresh the site's people (for "pick a person"); unchanged is one small 304."""
+        if not self._offered("people"):
+            return
+        try:
+            body, tag = self.client.people(self.outbox.meta("people_etag"))
+        except Rejected as exc:
+            self._note(report, "people", exc)
+            return
+        if body is None:
+            report.people = "unchanged"
+            return
+        try:
+            found = people.people_from_reply(body.get("people"))
+        except ValueError as exc:
+            raise SyncError(f"reply to GET /roster/people: {exc}") from None
+        self.outbox.call(people.replace_people, found)
+        if tag:
+            self.outbox.set_meta("people_etag", tag)
+        report.people = f"{len(found)} person(s)"
+
+    def _offered(self, what: str) -> bool:
+        """False for a while after the server refused this exchange (see :meth:`_note`)."""
+        return time.monotonic() >= self._paused_until.get(what, 0.0)
+
+    def _note(self, report: SyncReport, what: str, exc: Rejected) -> None:
+        """A refused side exchange: say so, pause it until the next roster interval, and
+        let taps, heartbeats and rosters go on. 404/405 is a server of an older release
+        (the items wait for its upgrade); another 4xx needs a person (logged as an error)."""
+        first = what not in self._paused_until
+        self._paused_until[what] = time.monotonic() + self.roster_seconds
+        if exc.status in (404, 405):
+            text = f"{what}: the server does not offer this yet"
+            if first:
+                log.warning("%s (%s); asking again every %.0f s", text, exc, self.roster_seconds)
+        else:
+            text = f"{what} refused: {exc}"
+            log.error("%s; trying again in %.0f s", text, self.roster_seconds)
+        report.notes.append(text)
 
     # -- rounds --------------------------------------------------------------------------------
     def run_round(self, *, force: bool = False) -> SyncReport:
-        """Push everything unsent, then heartbeat and roster when due (or ``force``)."""
+        """Push everything unsent (taps, then excuses and card requests), then heartbeat and
+        roster (with the day plans and the site's people) when due (or ``force``)."""
         report = SyncReport()
         with self._round_lock:
             try:
                 while self.push_once(report) and not self._stop.is_set():
                     pass
+                self.excuses_once(report)
+                self.card_requests_once(report)
                 now = time.monotonic()
                 if force or now >= self._next_heartbeat:
                     self.heartbeat_once(report)
                     self._next_heartbeat = now + self.heartbeat_seconds
                 if force or now >= self._next_roster:
                     self.roster_once(report)
+                    self.people_once(report)
                     self._next_roster = now + self.roster_seconds
             except SyncError as exc:
                 report.error = str(exc)

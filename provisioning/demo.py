@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -86,7 +87,7 @@ def demo_roster(city: "SyntheticCity | None" = None) -> list[dict[str, str]]:
     return rows
 
 
-def write_demo(directory: Path) -> tuple[Path, list[dict[str, str]]]:
+def write_demo(directory: Path, web_port: int = 8081) -> tuple[Path, list[dict[str, str]]]:
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "data"
     config = directory / "edge.toml"
@@ -94,7 +95,8 @@ def write_demo(directory: Path) -> tuple[Path, list[dict[str, str]]]:
         "# Demo edge: simulated reader, no LEDs. See provisioning/edge.example.toml.\n"
         f'[device]\nname = "demo-gerbang"\ndata_dir = "{data}"\n\n'
         '[[readers]]\nname = "gerbang"\ndriver = "sim"\n\n'
-        '[recorder]\ndebounce_seconds = 60\n\n[feedback]\nkind = "none"\n'
+        '[recorder]\ndebounce_seconds = 60\n\n[feedback]\nkind = "none"\n\n'
+        f'[web]\nlisten = "127.0.0.1:{web_port}"\n'
     )
     rows = demo_roster()
     roster = directory / "roster.csv"
@@ -166,7 +168,8 @@ def main(directory: Path | None, port: int) -> None:
     directory = directory or Path(tempfile.mkdtemp(prefix="attendance-demo-"))
     try:
         directory = directory.resolve()
-        config, rows = write_demo(directory)
+        web_port = _free_port(8081)
+        config, rows = write_demo(directory, web_port)
         roster = directory / "roster.csv"
         server_env = {**os.environ, "DATABASE_URL": f"sqlite:///{directory / 'server' / 'server.db'}"}
         server_env.pop("ATTENDANCE_SERVER_CONFIG", None)
@@ -206,6 +209,14 @@ def main(directory: Path | None, port: int) -> None:
             code = json.loads(added.stdout)["claim_code"]
             _check(_run([*edge, "enroll", "--server", url, "--code", code]), "attendance-edge enroll")
         _check(_run([*edge, "roster", "load", str(roster)]), "attendance-edge roster load")
+        password = secrets.token_urlsafe(9)
+        for verb in ("add", "passwd"):  # passwd when the folder is reused
+            made = subprocess.run([*edge, "operator", verb, "demo", "--password-stdin"],
+                                  input=password + "\n", capture_output=True, text=True,
+                                  timeout=60)
+            if made.returncode == 0:
+                break
+        _check(made, "attendance-edge operator add")
         edge_proc = subprocess.Popen([*edge, "run"])
         procs.append(edge_proc)
         sock = directory / "data" / "control.sock"
@@ -223,6 +234,7 @@ def main(directory: Path | None, port: int) -> None:
 Demo running (data in {directory}).
   central server: {url}/api/v1/health  (API {url}/api/v1/openapi.json)
   edge:           simulated reader "gerbang", enrolled at school {school}
+  operator page:  http://127.0.0.1:{web_port}/  (user demo, password {password})
 
 From another terminal, tap cards:
 

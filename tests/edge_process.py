@@ -15,13 +15,16 @@ from edge.errors import ControlError
 EDGE = [sys.executable, "-m", "edge.cli"]
 
 
-def write_config(tmp_path: Path, extra: str = "", readers: str | None = None) -> Path:
+def write_config(tmp_path: Path, extra: str = "", readers: str | None = None,
+                 web: str = '[web]\nenabled = false\n') -> Path:
+    """An edge configuration in ``tmp_path``; the operator's page is off unless ``web``
+    gives a ``[web]`` section (tests must not fight over its default port)."""
     data = tmp_path / "data"
     readers = readers if readers is not None else '[[readers]]\nname = "sim"\ndriver = "sim"\n'
     path = tmp_path / "edge.toml"
     path.write_text(
         f'[device]\nname = "test-edge"\ndata_dir = "{data}"\n'
-        f'[feedback]\nkind = "none"\n{readers}{extra}'
+        f'[feedback]\nkind = "none"\n{readers}{web}{extra}'
     )
     return path
 

@@ -75,11 +75,37 @@ green_pin = 5
      r"ATTENDANCE_RECORDER_RETENTION_DAYS: expected a whole number, got 'ten'"),
     ("", {"ATTENDANCE_CLOCK_ASSUME_SYNCED": "perhaps"}, r"ATTENDANCE_CLOCK_ASSUME_SYNCED: expected true or false"),
     ("", {"ATTENDANCE_RECORDER_DEBOUNCE": "5"}, r"ATTENDANCE_RECORDER_DEBOUNCE: unknown key"),
+    ("[web]\nport = 8080\n", {}, r"\[web\] port: unknown key \(known keys: enabled, "),
+    ("[web]\nlisten = \"8080\"\n", {}, r"\[web\] listen: must be HOST:PORT"),
+    ("[web]\nlisten = \"0.0.0.0:99999\"\n", {}, r"\[web\] listen: must be HOST:PORT"),
+    ("[web]\nsession_minutes = 0\n", {}, r"\[web\] session_minutes: must be at least 1"),
+    ("[web]\nlockout_failures = \"5\"\n", {},
+     r"\[web\] lockout_failures: expected a whole number"),
+    ("[web]\nstart_time = \"7.30\"\n", {}, r"\[web\] start_time: must be a time of day"),
+    ("[web]\ngrace_minutes = -1\n", {}, r"\[web\] grace_minutes: must be 0 or more"),
+    ("[web]\nlogin_rate_limit = \"lots\"\n", {}, r"\[web\] login_rate_limit: must be like"),
+    ("", {"ATTENDANCE_WEB_ENABLED": "kadang"}, r"ATTENDANCE_WEB_ENABLED: expected true or false"),
 ])
 def test_bad_config_names_the_key(tmp_path, text, env, message):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=message):
         load_config(path, environ=env)
+
+
+def test_web_section(tmp_path):
+    cfg = load_config(None, environ={})
+    assert (cfg.web.enabled, cfg.web.listen, cfg.web.session_minutes, cfg.web.lockout_failures,
+            cfg.web.lockout_minutes, cfg.web.start_time, cfg.web.grace_minutes) == (
+        True, "0.0.0.0:8080", 30, 5, 15, "07:00", 0)
+    path = write(tmp_path, '[web]\nlisten = "[::]:8443"\nstart_time = "06:30"\n')
+    cfg = load_config(path, environ={"ATTENDANCE_WEB_SESSION_MINUTES": "10",
+                                     "ATTENDANCE_WEB_ENABLED": "no"})
+    assert (cfg.web.listen, cfg.web.start_time, cfg.web.session_minutes, cfg.web.enabled) == (
+        "[::]:8443", "06:30", 10, False)
+    from edge.config import parse_listen
+
+    assert parse_listen(cfg.web.listen) == ("::", 8443)
+    assert cfg.web_secret_path == cfg.data_path / "web-secret.key"
 
 
 def test_missing_explicit_file(tmp_path):

@@ -1,0 +1,141 @@
+"""Excuses (sakit, izin, dinas luar, cuti) marked on the operator's page.
+
+They are kept in the edge's SQLite file and sent to the server by the sync
+worker (``POST /api/v1/excuses``, idempotent by ``excuse_id``); ``sent_at`` is
+set only once the server's reply names them, so a cut connection sends them
+again and the server answers ``duplicate``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Iterable
+
+import sqlite_utils
+
+from edge.errors import EdgeError
+from edge.outbox import immediate
+
+KINDS = ("sakit", "izin", "dinas_luar", "cuti")
+#: The server's pattern for person ids (server/openapi.py, ID_PATTERN), at most 32 long.
+PERSON_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,31}$")
+MAX_NOTE = 1000
+MAX_DAYS = 366
+_COLUMNS = "excuse_id, person_id, kind, date_from, date_to, note, created_at, created_by, sent_at"
+
+
+class ExcuseError(EdgeError, ValueError):
+    """An excuse that cannot be recorded; ``field`` names the form field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Excuse:
+    excuse_id: str
+    person_id: str
+    kind: str
+    date_from: date
+    date_to: date
+    note: str
+    created_at: str
+    created_by: str
+    sent_at: str | None = None
+
+    def covers(self, day: date) -> bool:
+        return self.date_from <= day <= self.date_to
+
+    def payload(self) -> dict[str, Any]:
+        """The item of ``POST /excuses`` (docs/SYNC_API.md)."""
+        return {"excuse_id": self.excuse_id, "person_id": self.person_id, "kind": self.kind,
+                "date_from": self.date_from.isoformat(), "date_to": self.date_to.isoformat(),
+                "note": self.note}
+
+
+def _excuse(row: tuple[Any, ...]) -> Excuse:
+    values = list(row)
+    values[3] = date.fromisoformat(values[3])
+    values[4] = date.fromisoformat(values[4])
+    return Excuse(*values)
+
+
+def add_excuse(db: sqlite_utils.Database, *, person_id: str, kind: str, date_from: date,
+               date_to: date, note: str, created_by: str,
+               now: datetime | None = None) -> Excuse:
+    """Record an excuse (checked first; raises :class:`ExcuseError` naming the field)."""
+    if not PERSON_ID.match(person_id):
+        raise ExcuseError("person_id", f"{person_id!r} is not a person id")
+    if kind not in KINDS:
+        raise ExcuseError("kind", f"must be one of {', '.join(KINDS)}")
+    if date_to < date_from:
+        raise ExcuseError("date_to", "is before date_from")
+    if (date_to - date_from).days >= MAX_DAYS:
+        raise ExcuseError("date_to", f"an excuse covers at most {MAX_DAYS} days")
+    note = note.strip()
+    if len(note) > MAX_NOTE:
+        raise ExcuseError("note", f"at most {MAX_NOTE} characters")
+    stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(
+        timespec="microseconds")
+    excuse = Excuse(str(uuid.uuid4()), person_id, kind, date_from, date_to, note, stamp,
+                    created_by)
+    with immediate(db) as conn:
+        conn.execute(
+            f"INSERT INTO excuses ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            [excuse.excuse_id, person_id, kind, date_from.isoformat(), date_to.isoformat(),
+             note, stamp, created_by])
+    return excuse
+
+
+def excuses_between(db: sqlite_utils.Database, first: date, last: date) -> list[Excuse]:
+    """Excuses that cover any day from ``first`` to ``last``, oldest first."""
+    rows = db.conn.execute(
+        f"SELECT {_COLUMNS} FROM excuses WHERE date_from <= ? AND date_to >= ? "
+        "ORDER BY created_at, rowid", [last.isoformat(), first.isoformat()]).fetchall()
+    return [_excuse(r) for r in rows]
+
+
+def excuse_by_person(excuses: Iterable[Excuse], day: date) -> dict[str, Excuse]:
+    """Each person's excuse for ``day``; the one recorded last wins."""
+    found: dict[str, Excuse] = {}
+    for excuse in excuses:
+        if excuse.covers(day):
+            found[excuse.person_id] = excuse
+    return found
+
+
+def recent_excuses(db: sqlite_utils.Database, *, since: date, limit: int = 200) -> list[Excuse]:
+    """Excuses still running on or after ``since``, newest first."""
+    rows = db.conn.execute(
+        f"SELECT {_COLUMNS} FROM excuses WHERE date_to >= ? "
+        "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        [since.isoformat(), limit]).fetchall()
+    return [_excuse(r) for r in rows]
+
+
+def unsent_excuses(db: sqlite_utils.Database, limit: int = 500) -> list[Excuse]:
+    rows = db.conn.execute(
+        f"SELECT {_COLUMNS} FROM excuses WHERE sent_at IS NULL ORDER BY created_at, rowid "
+        "LIMIT ?", [limit]).fetchall()
+    return [_excuse(r) for r in rows]
+
+
+def mark_excuses_sent(db: sqlite_utils.Database, excuse_ids: list[str],
+                      when: datetime | None = None) -> int:
+    """Note that the server has these excuses; returns how many were newly marked."""
+    if not excuse_ids:
+        return 0
+    stamp = (when or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    with immediate(db) as conn:
+        return sum(conn.execute(
+            "UPDATE excuses SET sent_at = ? WHERE excuse_id = ? AND sent_at IS NULL",
+            [stamp, excuse_id]).rowcount for excuse_id in excuse_ids)
+
+
+def days_of(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
