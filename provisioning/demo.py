@@ -193,6 +193,14 @@ def main(directory: Path | None, port: int) -> None:
                "attendance-server import cards")
         lost = rows[-1]["card_uid"]
         _check(_run([*server, "card", "lost", lost], server_env), "attendance-server card lost")
+        password = secrets.token_urlsafe(9)
+        for args in (["add", "admin", "--role", "diskominfo"], ["passwd", "admin"]):
+            made = subprocess.run([*server, "user", *args, "--password-stdin"],
+                                  input=password + "\n", capture_output=True, text=True,
+                                  timeout=60, env=server_env)
+            if made.returncode == 0:  # passwd when the folder is reused
+                break
+        _check(made, "attendance-server user add")
         port = _free_port(port)
         url = f"http://127.0.0.1:{port}"
         server_proc = subprocess.Popen([*server, "run", "--host", "127.0.0.1", "--port", str(port)],
@@ -209,7 +217,6 @@ def main(directory: Path | None, port: int) -> None:
             code = json.loads(added.stdout)["claim_code"]
             _check(_run([*edge, "enroll", "--server", url, "--code", code]), "attendance-edge enroll")
         _check(_run([*edge, "roster", "load", str(roster)]), "attendance-edge roster load")
-        password = secrets.token_urlsafe(9)
         for verb in ("add", "passwd"):  # passwd when the folder is reused
             made = subprocess.run([*edge, "operator", verb, "demo", "--password-stdin"],
                                   input=password + "\n", capture_output=True, text=True,
@@ -233,6 +240,7 @@ def main(directory: Path | None, port: int) -> None:
         click.echo(f"""
 Demo running (data in {directory}).
   central server: {url}/api/v1/health  (API {url}/api/v1/openapi.json)
+  dashboard:      {url}/dashboard/  (user admin, password {password})
   edge:           simulated reader "gerbang", enrolled at school {school}
   operator page:  http://127.0.0.1:{web_port}/  (user demo, password {password})
 

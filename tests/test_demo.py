@@ -1,12 +1,27 @@
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import requests
+
 from tests.edge_process import edge_cmd
+
+
+def assert_logs_in(url: str, user: str, password: str, expected: str) -> None:
+    """Log in through the page's own form (with its CSRF token) and find ``expected``."""
+    with requests.Session() as session:
+        form = session.get(url, timeout=10)
+        assert form.status_code == 200 and 'name="csrf_token"' in form.text, form.text[:500]
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+        done = session.post(form.url, data={"csrf_token": token, "username": user,
+                                            "password": password}, timeout=10)
+        assert done.status_code == 200 and "/login" not in done.url, (done.url, done.text[:500])
+        assert expected in done.text, done.text[:2000]
 
 
 def test_demo_runs_and_accepts_taps(tmp_path):
@@ -42,6 +57,12 @@ def test_demo_runs_and_accepts_taps(tmp_path):
             time.sleep(0.3)
         assert sorted(t["card_uid"] for t in stored) == sorted(
             [student["card_uid"], rows[-1]["card_uid"], "04DEADBEEF0001"])
+        # The dashboard and the operator page take the printed accounts.
+        for label, title in (("dashboard", "Perangkat"), ("operator page", "Hari ini")):
+            found = re.search(label + r":\s+(\S+)\s+\(user (\w+), password (\S+)\)", text)
+            assert found, text
+            page_url, user, password = found.groups()
+            assert_logs_in(page_url, user, password, title)
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
