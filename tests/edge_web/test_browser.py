@@ -1,9 +1,10 @@
 """The operator's page in headless Chromium, against a running edge with a simulated reader.
 
-One site for the whole module: a real central server (SQLite, loopback), the
-stand-in of its card-request and people endpoints in front of it
-(tests/edge_web/standin.py), and an edge enrolled through the stand-in whose
-page listens on 127.0.0.1.
+One site for the whole module: a real central server (SQLite, loopback) whose
+registry was loaded with its own import commands (tests/edge_web/school.py),
+and an edge enrolled there whose page listens on 127.0.0.1. The people picker,
+the day plans, card enrolment and lost cards all go through the server's own
+endpoints.
 """
 
 from __future__ import annotations
@@ -22,32 +23,40 @@ import requests
 
 from tests.browser import shot
 from tests.edge_process import EDGE, EdgeProcess, edge_cmd, write_config
+from tests.edge_web import school
 from tests.edge_web.conftest import PASSWORD
-from tests.edge_web.standin import StandInServer
 from tests.sync_env import CentralServer, free_port
 
 pytestmark = pytest.mark.system
 
-ROSTER_CSV = """card_uid,person_id,name,kind,group,status
-04A1B2C3D4E5F6,0051234567,Siti Aminah,student,VII-A,active
-04A1B2C3D4E5F7,0051234568,Budi Santoso,student,VII-A,active
-04A1B2C3D4E5F8,0051234569,Citra Lestari,student,VII-B,active
-8C3F2A11,198703152010012003,Dewi Kartika,employee,Guru,active
-"""
-NEW_STUDENT = {"person_id": "0051234570", "name": "Eka Putri", "kind": "student",
-               "group_name": "VII-B"}
+NEW_STUDENT = school.EKA  # on the server's registry, without a card
 
 
 @dataclass
 class Site:
     server: CentralServer
-    standin: StandInServer
     config: Path
     edge: EdgeProcess
     web: str
 
     def tap(self, uid: str) -> str:
         return edge_cmd(self.config, "tap", uid).stdout
+
+    def server_rows(self, query: str, *params: Any) -> list[tuple]:
+        """Rows of the central server's own database (its SQLite file)."""
+        conn = sqlite3.connect(self.server.workdir / "server.db")
+        try:
+            return conn.execute(query, params).fetchall()
+        finally:
+            conn.close()
+
+    def edge_rows(self, query: str, *params: Any) -> list[tuple]:
+        """Rows of the edge's outbox database."""
+        conn = sqlite3.connect(self.config.parent / "data" / "edge.db")
+        try:
+            return conn.execute(query, params).fetchall()
+        finally:
+            conn.close()
 
 
 def wait_for(predicate: Any, timeout: float, what: str) -> Any:
@@ -65,62 +74,52 @@ def site(tmp_path_factory, chromium):
     root = tmp_path_factory.mktemp("edge-web")
     server = CentralServer(root / "server")
     server.setup_site()
-    roster = root / "roster.csv"
-    roster.write_text(ROSTER_CSV)
-    server.cli("roster", "import", "--site", "20401234", str(roster))
+    school.load_school(server, root / "registry")
     server.start()
-    standin = StandInServer(upstream=server.url)
-    standin.people = [
-        {"person_id": "0051234567", "name": "Siti Aminah", "kind": "student",
-         "group_name": "VII-A"}, NEW_STUDENT]
     edge = None
-    with standin:
-        try:
-            port = free_port()
-            config = write_config(
-                root,
-                web=f'[web]\nlisten = "127.0.0.1:{port}"\nlogin_rate_limit = "200 per minute"\n',
-                extra=f'[recorder]\ndebounce_seconds = 0\n'
-                      f'[sync]\nserver_url = "{standin.url}"\npush_interval_seconds = 0.3\n'
-                      f'heartbeat_seconds = 1\nroster_seconds = 1\ntimeout_seconds = 5\n')
-            edge_cmd(config, "enroll", "--server", standin.url, "--code", server.claim_code())
-            added = subprocess.run([*EDGE, "--config", str(config), "operator", "add", "guru",
-                                    "--password-stdin"], input=PASSWORD + "\n",
-                                   capture_output=True, text=True, timeout=60)
-            assert added.returncode == 0, added.stderr
-            edge = EdgeProcess(config)
-            edge.wait_ready()
-            web = f"http://127.0.0.1:{port}"
+    try:
+        port = free_port()
+        config = write_config(
+            root,
+            web=f'[web]\nlisten = "127.0.0.1:{port}"\nlogin_rate_limit = "200 per minute"\n',
+            extra=f'[recorder]\ndebounce_seconds = 0\n'
+                  f'[sync]\nserver_url = "{server.url}"\npush_interval_seconds = 0.3\n'
+                  f'heartbeat_seconds = 1\nroster_seconds = 1\ntimeout_seconds = 5\n')
+        edge_cmd(config, "enroll", "--server", server.url, "--code", server.claim_code())
+        added = subprocess.run([*EDGE, "--config", str(config), "operator", "add", "guru",
+                                "--password-stdin"], input=PASSWORD + "\n",
+                               capture_output=True, text=True, timeout=60)
+        assert added.returncode == 0, added.stderr
+        edge = EdgeProcess(config)
+        edge.wait_ready()
+        web = f"http://127.0.0.1:{port}"
 
-            def page_up() -> bool:
-                try:
-                    return requests.get(web + "/login", timeout=2).ok
-                except requests.RequestException:
-                    return False
-
+        def page_up() -> bool:
             try:
-                wait_for(page_up, 20, "the page")
-            except AssertionError:
-                raise AssertionError(f"the page did not come up:\n{edge.output()}") from None
-            database = root / "data" / "edge.db"
+                return requests.get(web + "/login", timeout=2).ok
+            except requests.RequestException:
+                return False
 
-            def pulled() -> bool:
-                conn = sqlite3.connect(database)
-                try:
-                    cards = conn.execute("SELECT count(*) FROM roster").fetchone()[0]
-                    people = conn.execute("SELECT count(*) FROM people").fetchone()[0]
-                finally:
-                    conn.close()
-                return cards == 4 and people == 2
+        try:
+            wait_for(page_up, 20, "the page")
+        except AssertionError:
+            raise AssertionError(f"the page did not come up:\n{edge.output()}") from None
+        site = Site(server, config, edge, web)
+        people = len(school.STUDENTS) + len(school.EMPLOYEES)
 
-            wait_for(pulled, 30, "roster and people pulled")
-            yield Site(server, standin, config, edge, web)
-        finally:
-            server.stop()
-            if edge is not None:
-                code = edge.terminate()
-                output = edge.output()
-                assert code == 0 and "Traceback" not in output, output[-3000:]
+        def pulled() -> bool:
+            return (site.edge_rows("SELECT count(*) FROM roster") == [(4,)]
+                    and site.edge_rows("SELECT count(*) FROM people") == [(people,)]
+                    and site.edge_rows("SELECT value FROM meta WHERE key = 'plans'") != [])
+
+        wait_for(pulled, 30, "roster, people and day plans pulled from the server")
+        yield site
+    finally:
+        server.stop()
+        if edge is not None:
+            code = edge.terminate()
+            output = edge.output()
+            assert code == 0 and "Traceback" not in output, output[-3000:]
 
 
 def login(page: Any, site: Site) -> None:
@@ -162,6 +161,10 @@ def test_login_and_live_taps_without_reload(site, browser_page):
     expect(page.locator("#service-lines [data-key=backlog]")).to_contain_text("0 tap",
                                                                                timeout=15_000)
     expect(page.locator("#service-lines [data-key=last_sync]")).not_to_contain_text("belum")
+    for uid in ("04A1B2C3D4E5F7", "8C3F2A11"):
+        assert site.tap(uid).startswith("accepted:")
+    expect(page.locator("#taps tr", has_text="Budi Santoso").first).to_be_visible()
+    expect(page.locator("#taps tr", has_text="Dewi Kartika").first).to_be_visible()
     shot(page, "edge-today")
 
 
@@ -209,7 +212,15 @@ def test_enrol_an_unknown_card(site, browser_page):
     page.click("nav a[href='/cards']")
     expect(page.locator("tr[data-card='04C0FFEE']")).to_contain_text("Tak dikenal")
     shot(page, "edge-unknown-cards")
-    page.select_option("#enrol-person", NEW_STUDENT["person_id"])
+    # The picker lists the site's people as the server's GET /roster/people gave them,
+    # those without a card (on no roster) included.
+    listed = page.locator("#enrol-person option").evaluate_all(
+        "options => options.map(o => o.value).filter(Boolean)")
+    assert sorted(listed) == sorted([s.nisn for s in school.STUDENTS]
+                                    + [e.nip for e in school.EMPLOYEES])
+    expect(page.locator(f"#enrol-person option[value='{NEW_STUDENT.nisn}']")).to_contain_text(
+        "Eka Putri (VII-B)")
+    page.select_option("#enrol-person", NEW_STUDENT.nisn)
     page.click("#enrol-arm")
     message = page.locator("#enrol-message")
     expect(message).to_contain_text("Eka Putri")
@@ -220,8 +231,18 @@ def test_enrol_an_unknown_card(site, browser_page):
     assert out.startswith("unknown:") and "enrolled" in out
     expect(message).to_contain_text("Kartu 04C0FFEE sekarang milik Eka Putri")
     assert site.tap("04C0FFEE").startswith("accepted:")
-    sent = wait_for(lambda: site.standin.requests_of("bind"), 20, "the bind request")
-    assert sent[0]["card_uid"] == "04C0FFEE" and sent[0]["person_id"] == "0051234570"
+    result = wait_for(lambda: site.edge_rows(
+        "SELECT kind, person_id, result, error FROM card_requests WHERE card_uid = '04C0FFEE' "
+        "AND sent_at IS NOT NULL"), 20, "the server's answer to the bind request")
+    assert result == [("bind", NEW_STUDENT.nisn, "applied", None)]
+    assert site.server_rows("SELECT person_id, status, site_code FROM cards "
+                            "WHERE card_uid = '04C0FFEE'") == [(NEW_STUDENT.nisn, "active",
+                                                                school.NPSN)]
+    assert site.server_rows("SELECT person_id, status FROM card_history "
+                            "WHERE card_uid = '04C0FFEE'") == [(NEW_STUDENT.nisn, "active")]
+    assert site.server_rows("SELECT kind, person_id, status FROM card_requests "
+                            "WHERE card_uid = '04C0FFEE'") == [("bind", NEW_STUDENT.nisn,
+                                                                "applied")]
     page.reload()
     expect(page.locator("tr[data-card='04C0FFEE']")).to_contain_text("kini milik Eka Putri")
     expect(page.locator("#requests li", has_text="04C0FFEE")).to_contain_text(
@@ -239,8 +260,22 @@ def test_report_a_card_lost(site, browser_page):
     page.click("#lost button[type=submit]")
     expect(page.locator(".flash.ok")).to_contain_text("04A1B2C3D4E5F8 dilaporkan hilang")
     assert site.tap("04A1B2C3D4E5F8").startswith("blocked:")
-    sent = wait_for(lambda: site.standin.requests_of("lost"), 20, "the lost report")
-    assert sent[0]["card_uid"] == "04A1B2C3D4E5F8" and sent[0]["person_id"] is None
+    result = wait_for(lambda: site.edge_rows(
+        "SELECT kind, result, error FROM card_requests WHERE card_uid = '04A1B2C3D4E5F8' "
+        "AND sent_at IS NOT NULL"), 20, "the server's answer to the lost report")
+    assert result == [("lost", "applied", None)]
+    assert site.server_rows("SELECT person_id, status FROM cards "
+                            "WHERE card_uid = '04A1B2C3D4E5F8'") == [(school.CITRA.nisn, "lost")]
+    history = site.server_rows("SELECT status FROM card_history "
+                               "WHERE card_uid = '04A1B2C3D4E5F8' ORDER BY effective_at")
+    assert history == [("active",), ("lost",)]
+    # The server's roster says so too; the edge keeps refusing the card after pulling it.
+    (version,) = site.server_rows("SELECT value FROM counters WHERE name = 'roster'")
+    wait_for(lambda: site.edge_rows("SELECT value FROM meta WHERE key = 'roster_cursor'")
+             == [(f"v{version[0]}",)], 20, "the roster with the lost card pulled")
+    assert site.edge_rows("SELECT status FROM roster WHERE card_uid = '04A1B2C3D4E5F8'") == \
+        [("lost",)]
+    assert site.tap("04A1B2C3D4E5F8").startswith("blocked:")
 
 
 def test_download_the_day_as_csv(site, browser_page):

@@ -113,7 +113,6 @@ def test_drill_down_from_a_sites_day_to_its_people(browser_page: Any, live: Live
         assert row.get_attribute("data-status") == record["status"]
         check_in = row.locator(".check-in").inner_text()
         assert check_in == (record["check_in_local"][11:16] if record["check_in_local"] else "–")
-    shot(page, "dashboard-site-day")
 
 
 def test_recap_and_its_csv_download(browser_page: Any, live: Live) -> None:
@@ -184,7 +183,6 @@ def test_charts_render_with_data(browser_page: Any, live: Live) -> None:
     assert sum(int(columns.nth(i).get_attribute("data-value"))
                for i in range(columns.count())) > 0
     assert page.locator("#rate-chart svg").is_visible()
-    shot(page, "dashboard-charts")
 
 
 def test_an_operator_sees_only_the_own_site(browser_page: Any, live: Live) -> None:
@@ -241,7 +239,6 @@ def test_phone_layout(phone_page: Any, live: Live) -> None:
         .filter(e => e.getBoundingClientRect().right > 391 && !e.closest('.table-wrap'))
         .map(e => e.tagName + '.' + e.className + ' ' + e.getBoundingClientRect().right)""")
     assert width <= 390 + 1, wide
-    shot(page, "dashboard-fleet-phone")
 
 
 @pytest.fixture(scope="module")
