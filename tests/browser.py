@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,9 +29,16 @@ def chromium_path() -> str | None:
     return found if found and os.access(found, os.X_OK) else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A running headless Chromium (one per test session)."""
+    """A running headless Chromium (one per test module).
+
+    Not one per session: Playwright's driver is a child process watched by an
+    asyncio thread, and while any thread runs, reconciliation refuses to fork
+    worker processes (server.reconcile._fork_is_safe), so the tests of the
+    parallel workers would skip. Each module stops its browser and waits for
+    that thread to end.
+    """
     path = chromium_path()
     need(path is not None, f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
     try:
@@ -45,6 +53,9 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+    for thread in threading.enumerate():
+        if thread.name.startswith("asyncio-waitpid"):
+            thread.join(10)
 
 
 @pytest.fixture

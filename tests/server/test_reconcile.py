@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -14,6 +16,7 @@ from server.schema import reconcile_queue, sites
 from tests.server.attendance_data import (LONG_AGO, MONDAY, UTC, WIB, WIT, add_device,
                                           add_person, add_site, anomaly_rows, at, attendance,
                                           card_state, counter, insert_taps, queue_rows)
+from tests.syspart import need
 
 CONFIG = RulesConfig()
 TUESDAY, WEDNESDAY = MONDAY + timedelta(days=1), MONDAY + timedelta(days=2)
@@ -441,8 +444,13 @@ def test_read_outside_the_write_lock_notices_another_writer(engine, office, monk
 def test_parallel_workers_give_the_same_result(engine, monkeypatch):
     import server.reconcile as reconcile
 
-    if not reconcile._fork_is_safe():
-        pytest.skip("other threads run in this test process: no worker processes")
+    # The app's login limiter starts a short timer thread; other threads (left running by
+    # another test) would make this skip, and in CI fail.
+    deadline = time.monotonic() + 2
+    while not reconcile._fork_is_safe() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    need(reconcile._fork_is_safe(), "other threads run in this test process ("
+         + ", ".join(t.name for t in threading.enumerate()) + "): no worker processes")
     monkeypatch.setattr(reconcile, "PARALLEL_MIN_SITES", 2)
     for n in range(4):
         add_site(engine, f"S{n}")
