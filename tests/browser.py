@@ -83,10 +83,18 @@ def phone_page(chromium: Any) -> Iterator[Any]:
         context.close()
 
 
-def shot(page: Any, name: str) -> None:
-    """Save a full-page screenshot as ``$SCREENSHOTS_DIR/<name>.png`` when that is set."""
+def shot(page: Any, name: str, *, width: int | None = None) -> None:
+    """Save a full-page screenshot as ``$SCREENSHOTS_DIR/<name>.png`` when that is set;
+    ``width``: widen the window for it (a wide table is cut at the window's edge)."""
     target = os.environ.get("SCREENSHOTS_DIR")
     if not target:
         return
     Path(target).mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(Path(target) / f"{name}.png"), full_page=True)
+    size = page.viewport_size
+    if width is not None and size is not None:
+        page.set_viewport_size({"width": width, "height": size["height"]})
+    try:
+        page.screenshot(path=str(Path(target) / f"{name}.png"), full_page=True)
+    finally:
+        if width is not None and size is not None:
+            page.set_viewport_size(size)

@@ -29,10 +29,16 @@ class WebServer:
 
     def start(self) -> None:
         from waitress import create_server
+        from waitress.task import ThreadedTaskDispatcher
 
+        # Our own dispatcher, its threads started once the port is bound: waitress's own
+        # starts them first and leaves them running when the port is taken.
+        dispatcher = ThreadedTaskDispatcher()
         self._server = create_server(self.app, host=self.host, port=self.port,
                                      threads=self.threads, ident="attendance-edge",
-                                     clear_untrusted_proxy_headers=True)
+                                     clear_untrusted_proxy_headers=True,
+                                     _dispatcher=dispatcher)
+        dispatcher.set_thread_count(self.threads)
         self.port = self._server.effective_port
         self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
         self._thread.start()

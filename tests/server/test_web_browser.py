@@ -87,7 +87,7 @@ def test_login_and_the_fleet_puts_offline_devices_first(browser_page: Any, live:
     assert "37" in offline_row.inner_text()  # its backlog
     assert "BERMASALAH" in page.locator(f"tr[data-device='{devices['reader_down']}']").inner_text()
     assert "2 offline" in page.locator("#fleet-summary").inner_text()
-    shot(page, "dashboard-fleet")
+    shot(page, "dashboard-fleet", width=1700)
 
 
 def test_drill_down_from_a_sites_day_to_its_people(browser_page: Any, live: Live) -> None:
@@ -123,7 +123,7 @@ def test_recap_and_its_csv_download(browser_page: Any, live: Live) -> None:
     page.select_option("select[name=site]", "OPD-KOMINFO")
     page.wait_for_url("**site=OPD-KOMINFO**")
     assert page.locator("#recap-table tbody tr").count() == 6
-    shot(page, "dashboard-recap")
+    shot(page, "dashboard-recap", width=1700)
     with page.expect_download() as info:
         page.click("#download-csv")
     download = info.value
@@ -183,6 +183,7 @@ def test_charts_render_with_data(browser_page: Any, live: Live) -> None:
     assert sum(int(columns.nth(i).get_attribute("data-value"))
                for i in range(columns.count())) > 0
     assert page.locator("#rate-chart svg").is_visible()
+    shot(page, "dashboard-charts")
 
 
 def test_an_operator_sees_only_the_own_site(browser_page: Any, live: Live) -> None:
