@@ -325,35 +325,31 @@ def _card_states(conn: Connection, card_uids: Sequence[str] | None) -> CardState
         else:
             several.setdefault(uid, [known]).append(row)
     states = CardStates()
-    single = states._single
     no_card = (None, None, None, None, None)
+
+    def validity(card: tuple[Any, ...]) -> tuple[date | None, date | None]:
+        return (_date(card[3]) if card[3] else None, _date(card[4]) if card[4] else None)
+
+    def keep_single(uid: str, since: datetime, person: str, status: str,
+                    card: tuple[Any, ...]) -> None:
+        if card[3] or card[4]:
+            states._single[uid] = _compact(since, person, status, *validity(card),
+                                           zones.get(uid))
+        else:
+            states._single[uid] = (since, person, status, None, None)
+
     for uid, row in first_event.items():
-        if uid in several:
-            continue
-        card = registered.get(uid, no_card)
-        if card[3] or card[4]:
-            single[uid] = _compact(_utc(row[1]), row[2], row[3], _date(card[3]) if card[3]
-                                   else None, _date(card[4]) if card[4] else None,
-                                   zones.get(uid))
-        else:
-            single[uid] = (_utc(row[1]), row[2], row[3], None, None)
+        if uid not in several:
+            keep_single(uid, _utc(row[1]), row[2], row[3], registered.get(uid, no_card))
     for uid, card in registered.items():
-        if uid in first_event:
-            continue
-        if card[3] or card[4]:
-            single[uid] = _compact(SINCE_ALWAYS, card[1], card[2], _date(card[3]) if card[3]
-                                   else None, _date(card[4]) if card[4] else None,
-                                   zones.get(uid))
-        else:
-            single[uid] = (SINCE_ALWAYS, card[1], card[2], None, None)
+        if uid not in first_event:
+            keep_single(uid, SINCE_ALWAYS, card[1], card[2], card)
     for uid, rows in several.items():
-        card = registered.get(uid, no_card)
+        valid_from, valid_to = validity(registered.get(uid, no_card))
         events = sorted(((_utc(r[1]), r[2], r[3], r[4]) for r in rows),
                         key=lambda e: (e[0], e[3]))
-        changes = build_timeline([e[:3] for e in events],
-                                 valid_from=_date(card[3]) if card[3] else None,
-                                 valid_to=_date(card[4]) if card[4] else None,
-                                 zone=zones.get(uid) or DEFAULT_ZONE)
+        changes = build_timeline([e[:3] for e in events], valid_from=valid_from,
+                                 valid_to=valid_to, zone=zones.get(uid) or DEFAULT_ZONE)
         if changes:
             states._timelines[uid] = list(changes)
             states._moments[uid] = [change[0] for change in changes]
@@ -950,41 +946,41 @@ def _upsert_attendance(conn: Connection, rows: list[tuple[Any, ...]], *,
     if not rows:
         return
     columns = ", ".join(_WRITTEN)
-    if conn.dialect.name == "postgresql":
-        import psycopg
-
-        if new:
-            try:
-                with conn.begin_nested():
-                    _copy_attendance(conn, "attendance_days", rows)
-                return
-            except (sa.exc.IntegrityError, psycopg.errors.UniqueViolation):
-                log.info("a row of the day was stored meanwhile: upserting %d rows", len(rows))
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        with raw.cursor() as cur:  # type: ignore[attr-defined]
-            cur.execute("CREATE TEMP TABLE attendance_incoming "
-                        "(LIKE attendance_days INCLUDING DEFAULTS) ON COMMIT DROP")
-        _copy_attendance(conn, "attendance_incoming", rows)
-        with raw.cursor() as cur:  # type: ignore[attr-defined]
-            cur.execute(f"INSERT INTO attendance_days ({columns}) SELECT {columns} "
-                        f"FROM attendance_incoming ON CONFLICT (person_id, day) DO UPDATE "
-                        f"SET {_UPSERT_SET}")
-            cur.execute("DROP TABLE attendance_incoming")
-        return
-    stored = _sqlite_rows(rows)
+    postgresql = conn.dialect.name == "postgresql"
     values = f"({', '.join('?' for _ in _WRITTEN)})"
-    upsert = (f"INSERT INTO attendance_days ({columns}) VALUES {values} "
-              f"ON CONFLICT (person_id, day) DO UPDATE SET {_UPSERT_SET}")
+    stored = None if postgresql else _sqlite_rows(rows)
     if new:
+        conflicts: tuple[type[Exception], ...] = (sa.exc.IntegrityError,)
+        if postgresql:
+            import psycopg
+
+            conflicts += (psycopg.errors.UniqueViolation,)  # raised through the raw COPY
         try:
             with conn.begin_nested():
-                conn.exec_driver_sql(f"INSERT INTO attendance_days ({columns}) VALUES {values}",
-                                     stored)
+                if postgresql:
+                    _copy_attendance(conn, "attendance_days", rows)
+                else:
+                    conn.exec_driver_sql(
+                        f"INSERT INTO attendance_days ({columns}) VALUES {values}", stored)
             return
-        except sa.exc.IntegrityError:
+        except conflicts:
             log.info("a row of the day was stored meanwhile: upserting %d rows", len(rows))
-    conn.exec_driver_sql(upsert, stored)
+    if not postgresql:
+        conn.exec_driver_sql(f"INSERT INTO attendance_days ({columns}) VALUES {values} "
+                             f"ON CONFLICT (person_id, day) DO UPDATE SET {_UPSERT_SET}",
+                             stored)
+        return
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor() as cur:  # type: ignore[attr-defined]
+        cur.execute("CREATE TEMP TABLE attendance_incoming "
+                    "(LIKE attendance_days INCLUDING DEFAULTS) ON COMMIT DROP")
+    _copy_attendance(conn, "attendance_incoming", rows)
+    with raw.cursor() as cur:  # type: ignore[attr-defined]
+        cur.execute(f"INSERT INTO attendance_days ({columns}) SELECT {columns} "
+                    f"FROM attendance_incoming ON CONFLICT (person_id, day) DO UPDATE "
+                    f"SET {_UPSERT_SET}")
+        cur.execute("DROP TABLE attendance_incoming")
 
 
 #: The PostgreSQL types of :data:`_WRITTEN`, for a binary COPY.
