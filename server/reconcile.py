@@ -629,6 +629,42 @@ def _fence(conn: Connection, day: date, codes: Sequence[str]) -> tuple[int, int]
     return int(count), int(total)
 
 
+def _read_beside(conn: Connection, query: Any, meanwhile: Callable[[], Any]
+                 ) -> tuple[list[tuple[Any, ...]], Any]:
+    """The rows of ``query``, read on a second connection in a short-lived thread, and
+    what ``meanwhile()`` returns, run on ``conn`` at the same time: two CPUs for the
+    day's two big reads.
+
+    The second connection reads no earlier a state than ``conn`` (whose
+    transaction has read already): it can only see taps stored after the
+    queue was read, whose ingest queued the day again (see _settle_queue), as
+    on PostgreSQL, where each statement of a read sees the latest commits
+    anyway. The thread ends before this returns: no thread outlives the call
+    (forking worker processes needs that, see _fork_is_safe).
+    """
+    from server.db import reading
+
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            with reading(conn.engine) as other:
+                result.append(_fetch(other, query))
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=read, name="reconcile-read", daemon=True)
+    thread.start()
+    try:
+        value = meanwhile()
+    finally:
+        thread.join()
+    if failure:
+        raise failure[0]
+    return result[0], value
+
+
 def _read_facts(conn: Connection, day: date, codes: list[str],
                 windows: tuple[dict[str, tuple[datetime, datetime]], tuple[datetime, datetime]],
                 every_site: bool, many_taps: int) -> _Facts:
@@ -653,8 +689,16 @@ def _read_facts(conn: Connection, day: date, codes: list[str],
         _raw(sa.func.max(t.corrected_at)), sa.func.count(),
         sa.func.max(sa.case((t.clock_status == "unverified", 1), else_=0))
     ).where(in_window).group_by(t.site_code, t.card_uid)
+    in_force = sa.and_(ps.valid_from <= day, sa.or_(ps.valid_to.is_(None), ps.valid_to >= day))
+    query = sa.select(ps.id, ps.person_id, ps.site_code, ps.group_name, _raw(ps.valid_from)) \
+        .where(in_force)
+    prefetched: tuple[CardStates, list[Any]] | None = None
     if every_site:
-        group_rows = _fetch(conn, group_query)
+        # The city's day: the grouped read runs in the database (SQLite: in C without
+        # the GIL; PostgreSQL: in the server) while this thread reads every card state
+        # and assignment, which do not depend on it. See _read_beside.
+        group_rows, prefetched = _read_beside(
+            conn, group_query, lambda: (_card_states(conn, None), _fetch(conn, query)))
         elsewhere_cards: set[str] = set()
     else:
         group_rows = _fetch(conn, group_query.where(_in(conn, t.site_code, codes)))
@@ -665,14 +709,13 @@ def _read_facts(conn: Connection, day: date, codes: list[str],
             t.card_uid, sorted({r[1] for r in group_rows})))
     groups = [(site_code or "", card_uid, _utc(first), _utc(last), count, bool(unverified))
               for site_code, card_uid, first, last, count, unverified in group_rows]
-    states = _card_states(conn, None if every_site else sorted({g[1] for g in groups})) \
-        if groups else CardStates()
+    if prefetched is not None:
+        states = prefetched[0]
+    else:
+        states = _card_states(conn, sorted({g[1] for g in groups})) if groups else CardStates()
     plain_groups, detailed = _plain_and_detailed(groups, bounds, states, elsewhere_cards,
                                                  many_taps)
 
-    in_force = sa.and_(ps.valid_from <= day, sa.or_(ps.valid_to.is_(None), ps.valid_to >= day))
-    query = sa.select(ps.id, ps.person_id, ps.site_code, ps.group_name, _raw(ps.valid_from)) \
-        .where(in_force)
     tap_query = sa.select(t.event_id, t.card_uid, _raw(t.corrected_at), t.clock_status,
                           t.site_code).where(in_window)
     # Every tap of the cards that are not plain, each judged by the card's state when it
@@ -688,8 +731,8 @@ def _read_facts(conn: Connection, day: date, codes: list[str],
         sa.cast(a[k], sa.Text()).label(k) if k == "flags" else a[k]
         for k in CONTENT_COLUMNS)).where(a.day == day, _in(conn, a.site_code, codes))
     existing_rows = _fetch(conn, existing_query)
-    if every_site:
-        assignment_rows = _fetch(conn, query)
+    if prefetched is not None:
+        assignment_rows = prefetched[1]
     else:
         # Everyone assigned here, with their other assignments (to pick their main site),
         # and everyone who tapped here (to know where they belong).
