@@ -91,11 +91,17 @@ def run(ctx: click.Context) -> None:
 @config_option
 @click.pass_context
 def check_config(ctx: click.Context) -> None:
-    """Validate the configuration and print the effective values."""
+    """Validate the configuration and print the effective values (with the settings
+    the central server sent, under "settings", each with its source)."""
     import dataclasses
 
+    from edge import settings as remote_settings
+
     cfg = _config(ctx)
-    click.echo(json.dumps(dataclasses.asdict(cfg), indent=2))
+    values = dataclasses.asdict(cfg)
+    values["settings"] = remote_settings.describe(remote_settings.effective_settings(
+        cfg, remote_settings.read_server_settings(cfg.database_path)))
+    click.echo(json.dumps(values, indent=2, ensure_ascii=False))
 
 
 def _open_outbox(cfg: EdgeConfig) -> Any:
@@ -114,6 +120,7 @@ def _open_outbox(cfg: EdgeConfig) -> Any:
 def status(ctx: click.Context, as_json: bool) -> None:
     """Reader state, taps today, backlog, last tap and clock state."""
     from edge import control
+    from edge import settings as remote_settings
     from edge.clock import Clock, describe_clock
     from edge.errors import ControlError
     from edge.service import local_day_start_utc
@@ -135,6 +142,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                              "error": "service not running"} for r in cfg.readers],
                 "clock": describe_clock(Clock(assume_synced=cfg.clock.assume_synced)),
                 "database": str(cfg.database_path),
+                "settings": remote_settings.describe(remote_settings.effective_settings(
+                    cfg, outbox.call(remote_settings.load_server_settings))),
                 **outbox.counts(day_start_utc=local_day_start_utc()),
             }
     if as_json:
@@ -162,6 +171,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
                + f" [{clock['source']}]")
     if info.get("storage_error"):
         click.echo(f"Storage:  ERROR {info['storage_error']}")
+    if info.get("settings"):
+        click.echo("Settings: " + ", ".join(
+            f"{key} {json.dumps(item['value'], ensure_ascii=False)[:60]} ({item['source']})"
+            for key, item in info["settings"].items()))
     web = info.get("web")
     if web:
         click.echo("Page:     " + (f"ERROR {web['error']}" if web.get("error") else
@@ -295,19 +308,39 @@ def enroll(ctx: click.Context, server_url: str, claim_code: str | None, name: st
     existing = load_enrolment(cfg.enrolment_path, cfg.token_path)
     if existing and not force:
         fail(f"already enrolled as {existing.device_id} with {existing.server_url} "
-             f"(use --force to enrol again)")
+             f"(use --force to enrol again, e.g. with a code from "
+             f"'attendance-server device replace {existing.device_id}')")
     if not server_url.startswith(("http://", "https://")):
         fail(f"--server must start with https:// (or http://), got {server_url!r}")
     if not claim_code:
         claim_code = click.prompt("Claim code", hide_input=True)
     client = SyncClient(server_url, timeout=cfg.sync.timeout_seconds,
                         ca_file=cfg.sync.ca_file or None)
-    try:
-        reply = client.enroll(claim_code.strip(), hardware_id(), name or cfg.device.name)
-    except SyncError as exc:
-        fail(f"enrolment refused: {exc}")
-    finally:
-        client.close()
+    from edge import lifecycle
+    from edge.outbox import Outbox
+
+    cfg.data_path.mkdir(parents=True, exist_ok=True)
+    with Outbox(cfg.database_path) as outbox:
+        summary = outbox.call(lifecycle.outbox_summary,
+                              existing.device_id if existing else None)
+        try:
+            reply = client.enroll(claim_code.strip(), hardware_id(), name or cfg.device.name,
+                                  outbox=summary)
+        except SyncError as exc:
+            fail(f"enrolment refused: {exc}")
+        finally:
+            client.close()
+        # Before the token is saved: the next tap must not reuse a seq the server holds.
+        next_seq = outbox.call(lifecycle.raise_seq_floor, int(reply.get("highest_seq") or 0))
+        foreign = outbox.call(lifecycle.foreign_unsent, reply["device_id"],
+                              int(reply.get("highest_seq") or 0))
+    if reply.get("replaced"):
+        click.echo(f"this board now is device {reply['device_id']} (replacement); its previous "
+                   f"token is refused; the next tap gets seq {next_seq}")
+    if foreign:
+        click.echo(f"WARNING: {foreign} unsent tap(s) here are not {reply['device_id']}'s and "
+                   f"reuse its seq numbers: the server will keep them aside as conflicts "
+                   f"(was the service running during enrolment?)", err=True)
     enrolment = Enrolment(device_id=reply["device_id"], site=reply.get("site", {}),
                           server_url=server_url.rstrip("/"),
                           enrolled_at=datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -361,6 +394,37 @@ def sync(ctx: click.Context, as_json: bool) -> None:
         click.echo(summary)
     if report.get("error"):
         sys.exit(1)
+
+
+@main.command("rotate-token")
+@config_option
+@click.pass_context
+def rotate_token(ctx: click.Context) -> None:
+    """Give this device a new token (the old one is refused from then on).
+
+    Crash-safe: the new token is saved as device.token.pending before the server
+    is asked; if the reply is lost, the next sync finds out which token works.
+    """
+    from edge import tokens
+    from edge.sync import SyncClient, SyncError, load_enrolment
+
+    cfg = _config(ctx)
+    enrolment = load_enrolment(cfg.enrolment_path, cfg.token_path)
+    if enrolment is None:
+        fail("this device is not enrolled (attendance-edge enroll --server URL --code CODE)")
+    client = SyncClient(cfg.sync.server_url or enrolment.server_url, token=enrolment.token,
+                        timeout=cfg.sync.timeout_seconds, ca_file=cfg.sync.ca_file or None)
+    try:
+        device_id = tokens.rotate(client, cfg.token_path)
+    except SyncError as exc:
+        left = tokens.pending_path(cfg.token_path).exists()
+        fail(f"token not rotated: {exc}" + (
+            "; the new token is kept aside and the next sync finds out which token the "
+            "server holds (attendance-edge sync)" if left else ""))
+    finally:
+        client.close()
+    click.echo(f"device {device_id or enrolment.device_id}: new token saved in "
+               f"{cfg.token_path}; the old one is refused from now on")
 
 
 @main.group()

@@ -374,6 +374,12 @@ class Outbox:
                 self._last_seen.move_to_end(uid)
         return self._last_seen
 
+    def reload_debounce_index(self) -> None:
+        """Build the debounce index again at the next tap (the window grew: taps it had
+        already forgotten may count again)."""
+        with self._lock:
+            self._last_seen = None
+
     def _remember(self, card_uid: str, current: rules.SeenTap, window_seconds: float) -> None:
         """Note a counted tap; forget the oldest entries once out of the window."""
         recent = self._last_seen
@@ -532,6 +538,33 @@ class Outbox:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('acked_through', ?)",
                          [str(first_unacked - 1)])
         return changed
+
+    def take_back_acks(self, highest_seq: int, missing: list[tuple[int, int]],
+                       *, skip: set[int] | frozenset[int] = frozenset()) -> list[int]:
+        """Make acknowledged taps unsent again when the server says it does not hold them:
+        ``seq`` above ``highest_seq`` or in one of the ``missing`` ranges (both from the
+        server's replies). Returns their ``seq``; ``skip`` are left as they are.
+
+        This happens after the server's database was restored from a backup older than
+        its last acknowledgements: the taps still kept here (``retention_days``) are
+        pushed again, and the server stores them once (``event_id``).
+        """
+        ranges = [(int(lo), int(hi)) for lo, hi in missing][:1000]
+        where = " OR ".join(["seq > ?"] + ["seq BETWEEN ? AND ?"] * len(ranges))
+        params = [int(highest_seq)] + [v for r in ranges for v in r]
+        with self._lock, self.db.atomic():
+            conn = self.db.conn
+            seqs = [row[0] for row in conn.execute(
+                f"SELECT seq FROM taps WHERE acked_at IS NOT NULL AND ({where}) ORDER BY seq",
+                params) if row[0] not in skip]
+            for chunk in range(0, len(seqs), 500):
+                part = seqs[chunk:chunk + 500]
+                conn.execute(f"UPDATE taps SET acked_at = NULL WHERE seq IN "
+                             f"({', '.join('?' * len(part))})", part)
+            if seqs and seqs[0] <= self._acked_through():
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) "
+                             "VALUES ('acked_through', ?)", [str(seqs[0] - 1)])
+        return seqs
 
     def prune(self, retention_days: int, now: datetime | None = None) -> int:
         """Delete acknowledged taps older than ``retention_days``; never unacknowledged ones."""

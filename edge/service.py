@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from edge import __version__, cards
+from edge import settings as remote_settings
 from edge.clock import Clock, describe_clock
 from edge.config import EdgeConfig, parse_listen
 from edge.control import ControlServer
@@ -68,6 +69,8 @@ class EdgeService:
         self.started_at: datetime | None = None
         self._stopping = threading.Event()
         self._reader_down_shown = False
+        #: Each setting's value and source (the server's, else this edge's configuration).
+        self.settings = remote_settings.effective_settings(config, {})
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -94,6 +97,10 @@ class EdgeService:
         if self.sync is not None:
             self.outbox.device_id = self.sync.device_id
             self.recorder.when_recorded = lambda record: self.sync.wake()  # type: ignore[union-attr]
+            self.sync.when_settings = self.apply_settings
+        # The settings last received hold until the server says otherwise, also after a
+        # restart while it cannot be reached.
+        self.apply_settings(self.outbox.call(remote_settings.load_server_settings))
         self.control.start()
         for reader in self.readers:
             reader.open()
@@ -106,6 +113,24 @@ class EdgeService:
         log.info("edge %s started (version %s, database %s, readers: %s)", cfg.device.name,
                  __version__, cfg.database_path,
                  ", ".join(f"{r.name}={r.driver}" for r in self.readers))
+
+    def apply_settings(self, server: dict[str, Any]) -> None:
+        """Put the remote settings (checked by the caller) into effect, without a restart:
+        the recorder's duplicate window at its next tap, the sync intervals at once."""
+        old = self.settings
+        new = remote_settings.effective_settings(self.config, server)
+        self.settings = new
+        if self.recorder is not None:
+            window = float(new["debounce_seconds"].value)
+            if window > self.recorder.debounce_seconds and self.outbox is not None:
+                self.outbox.reload_debounce_index()
+            self.recorder.debounce_seconds = window
+        if self.sync is not None:
+            self.sync.set_intervals(heartbeat_seconds=float(new["heartbeat_seconds"].value),
+                                    roster_seconds=float(new["roster_seconds"].value))
+        for key, item in new.items():
+            if item != old.get(key):
+                log.info("setting %s = %r (%s)", key, item.value, item.source)
 
     @staticmethod
     def _reader_options(driver: str, reader_cfg: Any) -> dict[str, Any]:
@@ -239,6 +264,7 @@ class EdgeService:
             "storage_error": self.recorder.last_error,
             "refused_random_uids": self.recorder.counters.get("random", 0),
             "sync": self.sync.describe() if self.sync else None,
+            "settings": remote_settings.describe(self.settings),
             "web": {"url": self.web.url if self.web else None, "error": self.web_error}
             if self.config.web.enabled else None,
             **figures,

@@ -25,6 +25,7 @@ from typing import Any, Callable
 import requests
 
 from edge import __version__, cards, daily, excuses, people
+from edge import settings as remote_settings
 from edge.backoff import Backoff, parse_retry_after
 from edge.clock import Clock
 from edge.errors import EdgeError
@@ -171,11 +172,18 @@ class SyncClient:
             raise SyncError(f"{method} {path}: unreadable reply")
         raise Rejected(text, retry_after=retry_after, status=response.status_code)
 
-    def enroll(self, claim_code: str, hardware: str, name: str | None = None) -> dict[str, Any]:
+    def enroll(self, claim_code: str, hardware: str, name: str | None = None,
+               outbox: dict[str, Any] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"claim_code": claim_code, "hardware_id": hardware}
         if name:
             body["name"] = name
+        if outbox is not None:
+            body["outbox"] = outbox
         return self._call("POST", "/devices/enroll", json_body=body, auth=False)
+
+    def rotate_token(self, token_sha256: str) -> dict[str, Any]:
+        """``POST /devices/token``: make the token of this hash the device's (edge.tokens)."""
+        return self._call("POST", "/devices/token", json_body={"token_sha256": token_sha256})
 
     def push_taps(self, taps: list[dict[str, Any]], clock: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/taps", json_body={"clock": clock, "taps": taps})
@@ -276,12 +284,16 @@ class SyncReport:
     conflict: int = 0
     batches: int = 0
     missing_seq: list[list[int]] = field(default_factory=list)
+    sent_again: int = 0
+    """Acknowledged taps made unsent again because the server no longer holds them."""
     heartbeat: bool = False
     roster: str = ""
     excuses_sent: int = 0
     card_requests_sent: int = 0
     people: str = ""
     plans: int | None = None
+    settings: str = ""
+    """The remote settings received: "" (none in the reply), "unchanged" or the new ones."""
     notes: list[str] = field(default_factory=list)
     """Problems that did not stop the round (a refused excuse, an endpoint the server lacks)."""
     clock_offset_s: float | None = None
@@ -293,6 +305,8 @@ class SyncReport:
                  f" conflict {self.conflict})"]
         if self.missing_seq:
             parts.append(f"server misses seq {self.missing_seq}")
+        if self.sent_again:
+            parts.append(f"{self.sent_again} acknowledged tap(s) to send again")
         parts.append("heartbeat ok" if self.heartbeat else "no heartbeat")
         if self.roster:
             parts.append(f"roster {self.roster}")
@@ -304,6 +318,8 @@ class SyncReport:
             parts.append(f"people {self.people}")
         if self.plans is not None:
             parts.append(f"{self.plans} day plan(s)")
+        if self.settings:
+            parts.append(f"settings {self.settings}")
         parts.extend(self.notes)
         if self.clock_offset_s is not None:
             parts.append(f"clock offset {self.clock_offset_s:+.1f} s")
@@ -342,6 +358,8 @@ class SyncWorker:
         self.started = time.monotonic()
         self._next_heartbeat = 0.0
         self._next_roster = 0.0
+        #: seqs made unsent again this run (see _send_again_what_server_lacks)
+        self._sent_again: set[int] = set()
         #: side exchanges the server refused (4xx) -> when to offer them again
         self._paused_until: dict[str, float] = {}
         self._offline_shown = False
@@ -349,6 +367,10 @@ class SyncWorker:
         self._stop = threading.Event()
         self._round_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        #: Called with the remote settings kept from a roster reply, when they changed.
+        self.when_settings: Callable[[dict[str, Any]], None] | None = None
+        #: run first in every round (build_sync_worker: settle the device token, edge.tokens)
+        self.before_round: Callable[[], Any] | None = None
 
     # -- one exchange of each kind ------------------------------------------------------
     def _clock_sample(self) -> dict[str, Any]:
@@ -390,6 +412,7 @@ class SyncWorker:
         if isinstance(missing, list) and missing:
             report.missing_seq = missing
         self._note_server_time(reply, report)
+        self._send_again_what_server_lacks(reply, report)
         if len(seqs) < len(batch):
             raise SyncError(f"server acknowledged {len(seqs)} of {len(batch)} taps")
         return len(batch)
@@ -408,6 +431,23 @@ class SyncWorker:
         reply = self.client.heartbeat(payload)
         report.heartbeat = True
         self._note_server_time(reply, report)
+        self._send_again_what_server_lacks(reply, report)
+
+    def _send_again_what_server_lacks(self, reply: dict[str, Any], report: SyncReport) -> None:
+        """Acknowledged taps the server says it does not hold (its database was restored
+        from a backup) become unsent again, once per run of the service: the server keeps
+        each tap once whatever happens (``event_id``), so sending again is always safe."""
+        highest, missing = reply.get("highest_seq"), reply.get("missing_seq")
+        if not isinstance(highest, int) or isinstance(highest, bool):
+            return  # a server of an earlier release does not say
+        ranges = [(r[0], r[1]) for r in missing or [] if isinstance(r, list) and len(r) == 2
+                  and all(isinstance(v, int) and not isinstance(v, bool) for v in r)]
+        again = self.outbox.take_back_acks(highest, ranges, skip=self._sent_again)
+        if again:
+            self._sent_again.update(again)
+            report.sent_again += len(again)
+            log.warning("the server does not hold %d acknowledged tap(s) (seq %d-%d; restored "
+                        "from a backup?): sending them again", len(again), again[0], again[-1])
 
     def roster_once(self, report: SyncReport) -> None:
         cursor = self.outbox.meta("roster_cursor")
@@ -421,6 +461,33 @@ class SyncWorker:
         if "plans" in reply:
             today = datetime.now().astimezone().date()
             report.plans = self.outbox.call(daily.store_plans, reply["plans"], today)
+        if "settings" in reply:
+            self._settings_received(reply["settings"], report)
+
+    def _settings_received(self, raw: Any, report: SyncReport) -> None:
+        """Keep the valid remote settings (a bad one is logged and left out: the edge's
+        own value applies) and apply them when they changed."""
+        kept, problems, changed = self.outbox.call(remote_settings.store_server_settings, raw)
+        for problem in problems:
+            log.warning("remote setting ignored: %s", problem)
+        report.settings = (json.dumps(kept, ensure_ascii=False, sort_keys=True)
+                           if changed else "unchanged")
+        if changed:
+            log.info("remote settings now %s", report.settings)
+            if self.when_settings is not None:
+                try:
+                    self.when_settings(kept)
+                except Exception:  # never let applying them cost the roster round
+                    log.exception("applying the remote settings failed")
+
+    def set_intervals(self, *, heartbeat_seconds: float, roster_seconds: float) -> None:
+        """New heartbeat and roster intervals, in effect from now (a shorter one is not
+        held back by a long wait already scheduled)."""
+        now = time.monotonic()
+        self.heartbeat_seconds = heartbeat_seconds
+        self.roster_seconds = roster_seconds
+        self._next_heartbeat = min(self._next_heartbeat, now + heartbeat_seconds)
+        self._next_roster = min(self._next_roster, now + roster_seconds)
 
     def excuses_once(self, report: SyncReport) -> None:
         """Send every unsent excuse; each is marked sent once the reply names it."""
@@ -515,6 +582,8 @@ class SyncWorker:
         report = SyncReport()
         with self._round_lock:
             try:
+                if self.before_round is not None:
+                    self.before_round()
                 while self.push_once(report) and not self._stop.is_set():
                     pass
                 self.excuses_once(report)
@@ -615,10 +684,14 @@ def build_sync_worker(config: Any, outbox: Outbox, clock: Clock, *,
     url = config.sync.server_url or enrolment.server_url
     client = SyncClient(url, token=enrolment.token, timeout=config.sync.timeout_seconds,
                         ca_file=config.sync.ca_file or None)
-    return SyncWorker(outbox, client, device_id=enrolment.device_id, clock=clock,
-                      batch_size=config.sync.batch_size,
-                      push_interval=config.sync.push_interval_seconds,
-                      heartbeat_seconds=config.sync.heartbeat_seconds,
-                      roster_seconds=config.sync.roster_seconds,
-                      offline_after=config.sync.offline_after_seconds,
-                      health=health, when_offline=when_offline)
+    worker = SyncWorker(outbox, client, device_id=enrolment.device_id, clock=clock,
+                        batch_size=config.sync.batch_size,
+                        push_interval=config.sync.push_interval_seconds,
+                        heartbeat_seconds=config.sync.heartbeat_seconds,
+                        roster_seconds=config.sync.roster_seconds,
+                        offline_after=config.sync.offline_after_seconds,
+                        health=health, when_offline=when_offline)
+    from edge import tokens
+
+    worker.before_round = lambda: tokens.settle(client, config.token_path)
+    return worker

@@ -15,7 +15,8 @@ Flask config keys: ``DATABASE_URL``, ``MIGRATE_ON_START``,
 ``ATTENDANCE_RULES``; for the dashboard (:mod:`server.web`) ``SECRET_KEY``,
 ``SECRET_KEY_FILE``, ``SESSION_TIMEOUT_MINUTES``, ``LOGIN_MAX_FAILURES``,
 ``LOGIN_LOCKOUT_MINUTES``, ``LOGIN_RATE_LIMIT``, ``OFFLINE_AFTER_MINUTES``,
-``SESSION_COOKIE_SECURE``, ``PROXY_COUNT``.
+``SESSION_COOKIE_SECURE``, ``PROXY_COUNT``; fleet alerts (:mod:`server.alerts`)
+``ALERT_THRESHOLDS``.
 
 Background reconciliation: when ``RECONCILE_INTERVAL_SECONDS`` > 0 the app
 starts a :class:`server.reconcile.Reconciler` thread, kept in
@@ -43,6 +44,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: config, database engine, request validator, blueprints, error handlers."""
     from server.api import ApiState, devices, excuses, meta, register_error_handlers, roster, taps
     from server.api import cards, diskominfo, registry
+    from server.api import settings as settings_api
 
     app = Flask(__name__, static_folder=None)
     app.config.from_mapping(ServerSettings().flask_config())
@@ -71,7 +73,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                       or "RECONCILE_INTERVAL_SECONDS" in test_config)
 
     register_error_handlers(app)
-    for module in (devices, taps, roster, excuses, cards, meta, diskominfo, registry):
+    for module in (devices, taps, roster, excuses, cards, meta, diskominfo, registry,
+                   settings_api):
         app.register_blueprint(module.bp, url_prefix=API_PREFIX)
     init_dashboard(app)
     return app

@@ -194,7 +194,7 @@ def site_list(ctx: click.Context, as_json: bool) -> None:
 # -- devices ----------------------------------------------------------------------------------
 @main.group()
 def device() -> None:
-    """Edge devices: claim codes for enrolment, listing, revocation."""
+    """Edge devices: claim codes for enrolment, listing, alerts, revocation."""
 
 
 @device.command("add")
@@ -250,6 +250,43 @@ def device_list(ctx: click.Context, site_code: str | None, as_json: bool) -> Non
                    f"highest seq {row['highest_seq']}  {state}")
 
 
+@device.command("alerts")
+@click.option("--site", "site_code", help="Only devices of this site.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per alert and line.")
+@click.pass_context
+def device_alerts(ctx: click.Context, site_code: str | None, as_json: bool) -> None:
+    """Fleet alerts now: silent, backlog, clock offset, reader down ([alerts] thresholds).
+
+    For monitoring (cron, Nagios): the first line says OK, WARNING or CRITICAL;
+    the exit code is 2 when an alert is critical, else 0 (1: the check itself failed).
+    """
+    from server.alerts import Thresholds, counts, current_alerts
+    from server.db import reading, utcnow
+    from server.devices import get_site
+
+    thresholds = Thresholds.from_dict(vars(_settings(ctx).alerts))
+    with reading(_engine(ctx)) as conn:
+        if site_code:
+            get_site(conn, site_code)
+        found = current_alerts(conn, thresholds, utcnow(),
+                               sites=[site_code] if site_code else None)
+    tally = counts(found)
+    if as_json:
+        for alert in found:
+            click.echo(json.dumps(alert.to_dict()))
+    else:
+        state = ("CRITICAL" if tally["critical"] else "WARNING" if tally["warning"] else "OK")
+        click.echo(f"{state}: {tally['critical']} critical, {tally['warning']} warning "
+                   f"alert(s)" + (f" at site {site_code}" if site_code else ""))
+        for a in found:
+            shown = f"{a.value:g} {a.unit}" + (f" > {a.threshold:g}"
+                                               if a.threshold is not None else "")
+            click.echo(f"{a.severity:<8} {a.kind:<12} {a.site:<12} {a.device_id:<22} "
+                       f"{a.device_name or '-':<16} {shown}  since {_when(a.since)}")
+    if tally["critical"]:
+        sys.exit(2)
+
+
 @device.command("revoke")
 @click.argument("device_id")
 @click.pass_context
@@ -260,6 +297,46 @@ def device_revoke(ctx: click.Context, device_id: str) -> None:
     with _engine(ctx).begin() as conn:
         when = revoke(conn, device_id)
     click.echo(f"device {device_id} revoked at {_when(when)}")
+
+
+@device.command("replace")
+@click.argument("device_id")
+@click.option("--expires-hours", type=float, help="Hours the code stays valid "
+                                                  "(default: [enrolment] claim_code_hours, 72).")
+@click.option("--invalidate-token", is_flag=True,
+              help="Refuse the device's current token at once (a leaked token), not only "
+                   "when the new board enrols.")
+@click.option("--json", "as_json", is_flag=True, help="Print the claim code as JSON.")
+@click.pass_context
+def device_replace(ctx: click.Context, device_id: str, expires_hours: float | None,
+                   invalidate_token: bool, as_json: bool) -> None:
+    """Make a single-use code that gives DEVICE_ID (same id, site and taps) to a new board.
+
+    Enrolling with it gives the device a new token; the old token is refused from
+    then on (docs/OPERATIONS.md: replacing a broken Pi, a leaked token).
+    """
+    from server.devices import create_replacement_code
+
+    settings = _settings(ctx)
+    hours = settings.enrolment.claim_code_hours if expires_hours is None else expires_hours
+    with _engine(ctx).begin() as conn:
+        claim = create_replacement_code(conn, device_id, hours=hours,
+                                        invalidate_token=invalidate_token)
+    server = settings.http.public_url or "https://SERVER"
+    command = f"attendance-edge enroll --force --server {server}"
+    if as_json:
+        click.echo(json.dumps({"claim_code": claim.code, "device_id": device_id,
+                               "site": claim.site_code, "expires_at": _when(claim.expires_at),
+                               "token_invalidated": invalidate_token,
+                               "enroll_command": command}))
+        return
+    click.echo(f"replacement code: {claim.code}")
+    click.echo(f"device:           {device_id} (site {claim.site_code})")
+    click.echo(f"expires:          {_when(claim.expires_at)} (single use)")
+    if invalidate_token:
+        click.echo("the device's current token is refused from now on")
+    click.echo("on the new board (service stopped; old data directory copied, or empty) run:")
+    click.echo(f"  {command}")
 
 
 # -- roster -----------------------------------------------------------------------------------
@@ -330,6 +407,9 @@ def _register_commands() -> None:
     for module in (cli_registry, cli_calendar, cli_reconcile, cli_report, cli_keys, cli_users):
         for command in module.COMMANDS:
             main.add_command(command)
+    from server import cli_settings
+
+    device.add_command(cli_settings.settings)
 
 
 _register_commands()

@@ -105,6 +105,19 @@ class WebSettings:
     proxy_count: int = 0
 
 
+@dataclass
+class AlertsSettings:
+    """Fleet alerts (server.alerts.Thresholds): minutes or seconds above which a device
+    raises a warning or a critical alert; 0 turns a level off."""
+
+    silent_warning_minutes: float = 120.0
+    silent_critical_minutes: float = 4320.0
+    backlog_warning_minutes: float = 60.0
+    backlog_critical_minutes: float = 2880.0
+    clock_offset_warning_seconds: float = 120.0
+    clock_offset_critical_seconds: float = 600.0
+
+
 #: Where the dashboard's secret key file goes when the database is not a SQLite file.
 DEFAULT_SECRET_DIR = "/var/lib/attendance-server"
 SECRET_KEY_ENV = "ATTENDANCE_SECRET_KEY"
@@ -125,6 +138,7 @@ class ServerSettings:
     log: LogSettings = field(default_factory=LogSettings)
     attendance: AttendanceSettings = field(default_factory=AttendanceSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
     source: str = "defaults"
     #: ``$ATTENDANCE_SECRET_KEY``, never read from the file (and never printed).
     secret_key: str = field(default="", repr=False)
@@ -150,6 +164,7 @@ class ServerSettings:
             "OFFLINE_AFTER_MINUTES": self.web.offline_after_minutes,
             "SESSION_COOKIE_SECURE": self.web.cookie_secure,
             "PROXY_COUNT": self.web.proxy_count,
+            "ALERT_THRESHOLDS": dataclasses.asdict(self.alerts),
         }
 
 
@@ -161,6 +176,7 @@ _SECTIONS: dict[str, type] = {
     "log": LogSettings,
     "attendance": AttendanceSettings,
     "web": WebSettings,
+    "alerts": AlertsSettings,
 }
 
 
@@ -297,6 +313,13 @@ def _validate(s: ServerSettings, origins: dict[tuple[str, str], str]) -> None:
         fail("web", "offline_after_minutes", "must be more than 0")
     if not 0 <= s.web.proxy_count <= 5:
         fail("web", "proxy_count", "must be between 0 and 5 (reverse proxies in front)")
+    from server.alerts import Thresholds
+
+    try:
+        Thresholds.from_dict(dataclasses.asdict(s.alerts))
+    except ValueError as exc:
+        key, _, message = str(exc).partition(": ")
+        fail("alerts", key, message)
     if s.log.level.upper() not in LOG_LEVELS:
         fail("log", "level", f"must be one of {', '.join(LOG_LEVELS)}, got {s.log.level!r}")
     s.log.level = s.log.level.upper()

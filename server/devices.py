@@ -10,6 +10,7 @@ it is only good once and for a few days.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -25,7 +26,10 @@ from server.db import utcnow
 from server.errors import AlreadyExists, ApiError, NotFound
 from server.schema import claim_codes, clock_anchors, devices, sites
 
+log = logging.getLogger(__name__)
+
 SITE_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+TOKEN_SHA256 = re.compile(r"[0-9a-f]{64}")
 CLAIM_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CLAIM_LENGTH = 12
 #: Zones of Indonesia (WIB, WITA, WIT); others are accepted too.
@@ -119,8 +123,15 @@ def create_claim_code(conn: Connection, site_code: str, *, hours: float,
 
 
 def enroll(conn: Connection, claim_code: str, hardware_id: str,
-           name: str | None) -> dict[str, Any]:
-    """Redeem a claim code: create the device and return its id, token and site."""
+           name: str | None, outbox: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Redeem a claim code: create the device and return its id, token and site.
+
+    A replacement code (:func:`create_replacement_code`) gives its existing
+    device a new token instead (:func:`_take_over`). ``outbox`` is what the
+    edge says of its tap database (``device_id``, ``last_seq``), checked only
+    then. The reply's ``highest_seq`` is the highest ``seq`` the server holds
+    for the device: the edge numbers its next taps above it.
+    """
     code_hash = sha256_hex(normalise_claim_code(claim_code))
     claim = conn.execute(sa.select(claim_codes).where(claim_codes.c.code_hash == code_hash)
                          .with_for_update()).mappings().first()
@@ -132,6 +143,8 @@ def enroll(conn: Connection, claim_code: str, hardware_id: str,
     if claim["expires_at"] <= now:
         raise ApiError(403, "claim_code_invalid", "claim code has expired "
                                                   "(make a new one: attendance-server device add)")
+    if claim["device_id"] is not None:
+        return _take_over(conn, claim, hardware_id, name, outbox or {}, now)
     device_id, token = new_device_id(), new_token()
     conn.execute(devices.insert().values(
         device_id=device_id, site_code=claim["site_code"],
@@ -145,7 +158,109 @@ def enroll(conn: Connection, claim_code: str, hardware_id: str,
     if used.rowcount != 1:
         raise ApiError(403, "claim_code_invalid", "claim code was already used")
     site = get_site(conn, claim["site_code"])
-    return {"device_id": device_id, "token": token, "site": site_reply(site)}
+    return {"device_id": device_id, "token": token, "site": site_reply(site),
+            "highest_seq": 0, "replaced": False}
+
+
+def create_replacement_code(conn: Connection, device_id: str, *, hours: float,
+                            invalidate_token: bool = False) -> ClaimCode:
+    """A single-use claim code that gives the existing ``device_id`` to a new board.
+
+    The device keeps its id, site and taps; enrolling with the code gives it a
+    new token, and its current token stops working at that moment, or at once
+    with ``invalidate_token`` (a leaked token). No new column: the code's
+    ``claim_codes.device_id`` is set from the start.
+    """
+    if hours <= 0:
+        raise ValueError("--expires-hours must be more than 0")
+    device = conn.execute(sa.select(devices.c.site_code, devices.c.name, devices.c.revoked_at)
+                          .where(devices.c.device_id == device_id)
+                          .with_for_update()).mappings().first()
+    if device is None:
+        raise NotFound(f"no device {device_id!r} (attendance-server device list)")
+    if device["revoked_at"] is not None:
+        raise ValueError(f"device {device_id} was revoked at "
+                         f"{device['revoked_at'].isoformat(timespec='seconds')}: a revoked "
+                         f"device is retired for good; enrol the new board as a new device "
+                         f"(attendance-server device add --site {device['site_code']})")
+    code = new_claim_code()
+    now = utcnow()
+    expires = now + timedelta(hours=hours)
+    conn.execute(claim_codes.insert().values(
+        code_hash=sha256_hex(normalise_claim_code(code)), site_code=device["site_code"],
+        device_name=device["name"], created_at=now, expires_at=expires, device_id=device_id))
+    if invalidate_token:
+        # A hash of a token nobody holds: the column stays NOT NULL and unique.
+        conn.execute(devices.update().where(devices.c.device_id == device_id)
+                     .values(token_hash=sha256_hex(new_token())))
+        log.warning("device %s: token invalidated; the device is refused until it enrols "
+                    "with its replacement code", device_id)
+    log.info("device %s: replacement code made (expires %s)", device_id,
+             expires.isoformat(timespec="seconds"))
+    return ClaimCode(code, device["site_code"], expires)
+
+
+def _take_over(conn: Connection, claim: Any, hardware_id: str, name: str | None,
+               outbox: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Redeem a replacement code: the same device id, a new token, the new board's id."""
+    device_id = claim["device_id"]
+    device = conn.execute(sa.select(devices).where(devices.c.device_id == device_id)
+                          .with_for_update()).mappings().one()
+    if device["revoked_at"] is not None:
+        raise ApiError(403, "claim_code_invalid",
+                       f"device {device_id} was revoked after this replacement code was made")
+    held_by = outbox.get("device_id")
+    last_seq = int(outbox.get("last_seq") or 0)
+    if last_seq > 0 and held_by != device_id:
+        # Its taps would reuse seq numbers the server already holds for this device
+        # (or name another device): they could never be counted. The code stays unused.
+        whose = f"of {held_by}" if held_by else "recorded before enrolment"
+        raise ApiError(409, "outbox_mismatch",
+                       f"this board's tap database holds taps up to seq {last_seq} that are "
+                       f"not {device_id}'s ({whose}); "
+                       f"stop the service and move its data directory aside before using a "
+                       f"replacement code, or enrol it as a new device "
+                       f"(attendance-server device add)")
+    token = new_token()
+    changes: dict[str, Any] = {"token_hash": sha256_hex(token), "hardware_id": hardware_id}
+    if name and name.strip():
+        changes["name"] = name.strip()
+    conn.execute(devices.update().where(devices.c.device_id == device_id).values(**changes))
+    used = conn.execute(claim_codes.update()
+                        .where(claim_codes.c.code_hash == claim["code_hash"],
+                               claim_codes.c.used_at.is_(None))
+                        .values(used_at=now))
+    if used.rowcount != 1:
+        raise ApiError(403, "claim_code_invalid", "claim code was already used")
+    log.warning("device %s replaced: hardware_id %s -> %s; its previous token no longer works "
+                "(highest seq %d)", device_id, device["hardware_id"], hardware_id,
+                device["highest_seq"])
+    site = get_site(conn, device["site_code"])
+    return {"device_id": device_id, "token": token, "site": site_reply(site),
+            "highest_seq": int(device["highest_seq"]), "replaced": True}
+
+
+def rotate_token(conn: Connection, device_id: str, token_sha256: str) -> bool:
+    """Make ``token_sha256`` the device's token hash; False when it already is.
+
+    The device chose the new token and sends only its hash, so the new secret
+    never travels. Sent again after a lost reply (authenticated then with the
+    new token), it changes nothing.
+    """
+    if not TOKEN_SHA256.fullmatch(token_sha256):
+        raise ApiError(400, "validation_error", "token_sha256: 64 lowercase hex digits expected")
+    current = conn.execute(sa.select(devices.c.token_hash).where(devices.c.device_id == device_id)
+                           .with_for_update()).scalar_one()
+    if current == token_sha256:
+        return False
+    taken = conn.execute(sa.select(devices.c.device_id)
+                         .where(devices.c.token_hash == token_sha256)).first()
+    if taken is not None:
+        raise ApiError(409, "token_in_use", "that token is not available; make a new random one")
+    conn.execute(devices.update().where(devices.c.device_id == device_id)
+                 .values(token_hash=token_sha256))
+    log.info("device %s rotated its token", device_id)
+    return True
 
 
 # -- devices -------------------------------------------------------------------------------
@@ -200,6 +315,13 @@ def record_anchor(conn: Connection, device_id: str, sample: dict[str, Any], serv
         device_synced=bool(sample.get("clock_synced", False)), server_time=server_time,
         source=source).returning(clock_anchors.c.id))
     return result.scalar_one()
+
+
+def received_seqs(conn: Connection, device_id: str) -> tuple[int, list[list[int]]]:
+    """The highest ``seq`` received from the device and the ranges below it never received."""
+    row = conn.execute(sa.select(devices.c.highest_seq, devices.c.missing_seq)
+                       .where(devices.c.device_id == device_id)).one()
+    return int(row.highest_seq), [list(r) for r in row.missing_seq or []]
 
 
 def clock_offset_ms(sample: dict[str, Any], server_time: datetime) -> int:

@@ -35,6 +35,8 @@ from functools import lru_cache
 from typing import Any, Callable, Iterator, Mapping
 
 from server import __version__
+from server.alerts import KINDS as ALERT_KINDS, SEVERITIES as ALERT_SEVERITIES
+from edge.settings import change_schema, known_settings
 from server.clock import parse_timestamp
 
 API_PREFIX = "/api/v1"
@@ -124,6 +126,16 @@ SCHEMAS: dict[str, Any] = {
                                           "case, spaces and dashes do not matter."},
             "hardware_id": {"type": "string", "minLength": 1, "maxLength": 200},
             "name": {"type": ["string", "null"], "maxLength": 100},
+            "outbox": {
+                "type": ["object", "null"],
+                "description": "The edge's tap database, checked with a replacement code "
+                               "(`attendance-server device replace`): the device it was "
+                               "enrolled as and the highest seq it ever issued.",
+                "properties": {
+                    "device_id": {"type": ["string", "null"], "maxLength": 40},
+                    "last_seq": _INT64_NONNEG,
+                },
+            },
         },
     },
     "EnrollReply": {
@@ -134,6 +146,36 @@ SCHEMAS: dict[str, Any] = {
             "token": {"type": "string", "description": "The device's bearer token; "
                                                        "shown once, stored hashed."},
             "site": _ref("Site"),
+            "highest_seq": {**_INT64_NONNEG,
+                            "description": "The highest seq the server holds for the "
+                                           "device (0 for a new one): the edge numbers its "
+                                           "next taps above it."},
+            "replaced": {"type": "boolean",
+                         "description": "True for a replacement code: an existing device "
+                                        "on new hardware (its previous token is refused)."},
+            "server_time": _SERVER_TIME,
+        },
+    },
+    "TokenRotation": {
+        "type": "object",
+        "required": ["token_sha256"],
+        "properties": {
+            "token_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                             "description": "SHA-256 (lowercase hex) of the new token the "
+                                            "device made (256 random bits); the token itself "
+                                            "is never sent."},
+            "device_id": {"type": ["string", "null"], "maxLength": 40,
+                          "description": "Optional; if present, must be the token's device."},
+        },
+    },
+    "TokenRotationReply": {
+        "type": "object",
+        "required": ["device_id", "rotated", "server_time"],
+        "properties": {
+            "device_id": {"type": "string"},
+            "rotated": {"type": "boolean",
+                        "description": "False when the hash already was the device's token "
+                                       "(a repeat after a lost reply)."},
             "server_time": _SERVER_TIME,
         },
     },
@@ -235,8 +277,18 @@ SCHEMAS: dict[str, Any] = {
     },
     "HeartbeatReply": {
         "type": "object",
-        "required": ["server_time", "heartbeat_seconds"],
-        "properties": {"server_time": _SERVER_TIME, "heartbeat_seconds": {"type": "integer"}},
+        "required": ["server_time", "heartbeat_seconds", "highest_seq", "missing_seq"],
+        "properties": {
+            "server_time": _SERVER_TIME, "heartbeat_seconds": {"type": "integer"},
+            "highest_seq": {"type": "integer",
+                            "description": "The highest seq received from this device. An "
+                                           "edge holding acknowledged taps above it (the "
+                                           "server's database was restored) sends them again."},
+            "missing_seq": {"type": "array", "description": "As in TapBatchReply.",
+                            "items": {"type": "array", "prefixItems": [{"type": "integer"},
+                                                                       {"type": "integer"}],
+                                      "minItems": 2, "maxItems": 2}},
+        },
     },
     "RosterCard": {
         "type": "object",
@@ -264,6 +316,13 @@ SCHEMAS: dict[str, Any] = {
                       "description": "Today and the next six days in the site's local time, "
                                      "from its schedule and calendar (left out when they "
                                      "cannot be made)."},
+            "settings": {"type": "object",
+                         "description": "The device's remote settings (`PATCH /settings`): "
+                                        "its own over its site's; a key left out means the "
+                                        "edge's own configuration. Sent whole in every reply, "
+                                        "whatever `since`.",
+                         "properties": {key: {k: v for k, v in item.items()}
+                                        for key, item in known_settings().items()}},
             "server_time": _SERVER_TIME,
         },
     },
@@ -428,6 +487,9 @@ _LIMIT_PARAM = _query("limit", {"type": "string", "pattern": LIMIT_PATTERN},
 _PAGE_PARAM = _query("cursor", {"type": "string", "maxLength": 200,
                                 "pattern": r"^[A-Za-z0-9_-]*$"},
                      "The `next_cursor` of the previous page; left out: the first page.")
+_DEVICE_PARAM = _query("device", {"type": "string", "minLength": 1, "maxLength": 40,
+                                  "pattern": SITE_PATTERN},
+                       "A device id (`dev_…`): its own settings instead of its site's.")
 _MONTH_PARAM = _query("month", {"type": "string", "pattern": MONTH_PATTERN},
                       "The month, `YYYY-MM`.", required=True)
 _FORMAT_PARAM = _query("format", {"type": "string", "enum": ["json", "csv", "xlsx"]},
@@ -575,6 +637,39 @@ KEY_SCHEMAS: dict[str, Any] = {
         "properties": {"devices": {"type": "array", "items": _ref("FleetDevice")},
                        "server_time": _SERVER_TIME},
     },
+    "FleetAlert": {
+        "type": "object",
+        "required": ["kind", "severity", "device_id", "device_name", "site", "since", "value",
+                     "threshold", "unit", "detail"],
+        "properties": {
+            "kind": {"type": "string", "enum": list(ALERT_KINDS)},
+            "severity": {"type": "string", "enum": list(ALERT_SEVERITIES)},
+            "device_id": {"type": "string"}, "device_name": {"type": "string"},
+            "site": {"type": "string"},
+            "since": {**_NULLABLE_TIME, "description": "Last heard from (silent), enrolled "
+                      "(never_seen), oldest unsent tap (backlog), heartbeat that reported "
+                      "it (clock_offset, reader_down)."},
+            "value": {"type": "number", "description": "Minutes (silent, never_seen, "
+                      "backlog), seconds of clock offset (signed: positive is ahead), "
+                      "readers down (reader_down)."},
+            "threshold": {"type": ["number", "null"],
+                          "description": "The threshold crossed, in `unit`; null for "
+                                         "reader_down."},
+            "unit": {"type": "string", "enum": ["minutes", "seconds", "readers"]},
+            "detail": {"type": "object", "description": "backlog: `backlog` (taps); "
+                       "clock_offset: `offset_ms`; reader_down: `readers` "
+                       "(`name`, `error`) and `readers_reported`."}},
+    },
+    "AlertsReply": {
+        "type": "object", "required": ["alerts", "counts", "thresholds", "server_time"],
+        "properties": {"alerts": {"type": "array", "items": _ref("FleetAlert")},
+                       "counts": {"type": "object", "required": list(ALERT_SEVERITIES),
+                                  "additionalProperties": {"type": "integer"}},
+                       "thresholds": {"type": "object",
+                                      "additionalProperties": {"type": "number"},
+                                      "description": "The [alerts] configuration."},
+                       "server_time": _SERVER_TIME},
+    },
     "SiteInfo": {
         "type": "object", "required": ["code", "name", "timezone", "kind", "devices"],
         "properties": {"code": {"type": "string"}, "name": {"type": "string"},
@@ -628,6 +723,33 @@ KEY_SCHEMAS: dict[str, Any] = {
             **{category: {"type": "array", "items": _ref("RegistryEntry")}
                for category in ("joiners", "leavers", "transfers", "changes", "new",
                                 "rebound")},
+            "server_time": _SERVER_TIME,
+        },
+    },
+    "SettingsChange": {
+        "type": "object",
+        "required": ["settings"],
+        "properties": {"settings": change_schema()},
+    },
+    "SettingsReply": {
+        "type": "object",
+        "required": ["site", "device", "settings", "changed", "effective", "server_time"],
+        "properties": {
+            "site": {"type": "string"},
+            "device": {**_NULLABLE_STR, "description": "Null: the site level."},
+            "settings": {"type": "object", "description": "The settings set at this level."},
+            "changed": {"type": "object", "description": "For each of them: `updated_at` "
+                                                         "and `updated_by`."},
+            "effective": {"type": "object", "additionalProperties": {
+                "type": "object", "required": ["value", "level"],
+                "properties": {"value": {"type": ["integer", "string"]},
+                               "level": {"type": "string", "enum": ["site", "device"]}}},
+                "description": "What a device gets (a device: its own over its site's; "
+                               "a site: what its devices get unless they set their own)."},
+            "set": {"type": "array", "items": {"type": "string"},
+                    "description": "PATCH: the keys whose value changed."},
+            "unset": {"type": "array", "items": {"type": "string"},
+                      "description": "PATCH: the keys no longer set at this level."},
             "server_time": _SERVER_TIME,
         },
     },
@@ -709,6 +831,20 @@ KEY_PATHS: dict[str, Any] = {
         "responses": {"200": _ok("The devices.", "DevicesReply"), **_KEY_ERRORS,
                       **_SITE_NOT_FOUND},
     }},
+    "/alerts": {"get": {
+        "operationId": "getAlerts",
+        "summary": "Fleet alerts now, critical first: devices silent or never seen, backlogs "
+                   "older than a threshold, clock offsets, readers down. Revoked devices "
+                   "raise none.",
+        "security": _KEY_SECURITY,
+        "parameters": [_SITE_PARAM,
+                       _query("kind", {"type": "string", "enum": list(ALERT_KINDS)},
+                              "Only alerts of this kind."),
+                       _query("severity", {"type": "string", "enum": list(ALERT_SEVERITIES)},
+                              "Only `critical` or only `warning` alerts.")],
+        "responses": {"200": _ok("The alerts (operator keys: of their site).", "AlertsReply"),
+                      **_KEY_ERRORS, **_SITE_NOT_FOUND},
+    }},
     "/sites": {"get": {
         "operationId": "getSites",
         "summary": "The sites (operator keys: their own).",
@@ -723,6 +859,37 @@ KEY_PATHS: dict[str, Any] = {
         "responses": {"200": _ok("One page of people.", "PeopleReply"), **_KEY_ERRORS,
                       **_SITE_NOT_FOUND},
     }},
+    "/settings": {
+        "get": {
+            "operationId": "getSettings",
+            "summary": "The remote settings of a site, or of one device with its site's "
+                       "(docs/DISKOMINFO_API.md).",
+            "security": _KEY_SECURITY,
+            "parameters": [_SITE_PARAM, _DEVICE_PARAM],
+            "responses": {"200": _ok("The settings of that level and the effective ones.",
+                                     "SettingsReply"), **_KEY_ERRORS,
+                          "404": _error("`not_found`: no such site, or no such device at "
+                                        "the site.")},
+        },
+        "patch": {
+            "operationId": "changeSettings",
+            "summary": "Set (a value) or unset (null) remote settings of a site or of one "
+                       "device; the devices get them with their next roster. Operator keys: "
+                       "their own site and its devices.",
+            "security": _KEY_SECURITY,
+            "parameters": [_SITE_PARAM, _DEVICE_PARAM],
+            "requestBody": _body("SettingsChange"),
+            "responses": {"200": _ok("Changed (all or nothing).", "SettingsReply"),
+                          **_KEY_ERRORS,
+                          "400": _error("`bad_json`, or `validation_error`: an unknown "
+                                        "setting, a wrong type or a value out of range "
+                                        "(`details` names `settings.<key>`); nothing "
+                                        "changed."),
+                          "404": _error("`not_found`: no such site, or no such device at "
+                                        "the site."),
+                          "413": _error("`too_large`: the body is over the limit.")},
+        },
+    },
     "/registry/{kind}": {"post": {
         "operationId": "importRegistry",
         "summary": "Import a registry file (sites, employees, students, cards): all or "
@@ -795,6 +962,26 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {
                     "200": _ok("Enrolled.", "EnrollReply"),
                     "403": _error("`claim_code_invalid`: the code is unknown, used or expired."),
+                    "409": _error("`outbox_mismatch`: a replacement code, but the edge's tap "
+                                  "database holds taps that are not that device's; the code "
+                                  "stays unused."),
+                    **_COMMON_ERRORS,
+                },
+            },
+        },
+        "/devices/token": {
+            "post": {
+                "operationId": "rotateDeviceToken",
+                "summary": "Replace the device's own token (idempotent; the old one is "
+                           "refused from then on).",
+                "security": [{"deviceToken": []}],
+                "requestBody": _body("TokenRotation"),
+                "responses": {
+                    "200": _ok("The device's token is now the one of `token_sha256`.",
+                               "TokenRotationReply"),
+                    **_AUTH_ERRORS,
+                    "403": _error("`forbidden`: `device_id` names another device."),
+                    "409": _error("`token_in_use`: pick another random token."),
                     **_COMMON_ERRORS,
                 },
             },

@@ -426,3 +426,26 @@ web_users = sa.Table(
     sa.CheckConstraint(_in("role", API_ROLES), name="role"),
     sa.CheckConstraint("(role = 'operator') = (site_code IS NOT NULL)", name="operator_site"),
 )
+
+#: Remote settings of the edges (``edge.settings`` lists the keys and their limits), set by
+#: Diskominfo or the site's operator: for every device of a site, or for one device (which
+#: wins). ``value`` is the JSON value as validated; unsetting a key deletes its row. Each
+#: device receives its effective settings with every roster reply.
+site_settings = sa.Table(
+    "site_settings", metadata,
+    sa.Column("site_code", sa.String(32), sa.ForeignKey("sites.code"), primary_key=True),
+    sa.Column("key", sa.String(40), primary_key=True),
+    sa.Column("value", Json, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_by", sa.String(100), nullable=False, server_default=""),
+)
+
+device_settings = sa.Table(
+    "device_settings", metadata,
+    sa.Column("device_id", sa.String(40), sa.ForeignKey("devices.device_id"),
+              primary_key=True),
+    sa.Column("key", sa.String(40), primary_key=True),
+    sa.Column("value", Json, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_by", sa.String(100), nullable=False, server_default=""),
+)

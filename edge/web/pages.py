@@ -9,6 +9,7 @@ import sqlite_utils
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from edge import attendance, cards, daily
+from edge import settings as remote_settings
 from edge.excuses import KINDS, ExcuseError, add_excuse, recent_excuses
 from edge.people import Person, find_person, groups, site_people
 from edge.web import edge_context, operator
@@ -107,6 +108,18 @@ def plan_text(plan: attendance.DayPlan) -> str:
     return t(key, start=plan.start.strftime("%H:%M"), grace=plan.grace_minutes)
 
 
+def coming_days(db: sqlite_utils.Database, day: date, days: int) -> list[dict[str, str]]:
+    """The plans of the days after ``day`` the page shows (``page_days`` from the server:
+    1 shows none, 7 the next six days)."""
+    web = edge_context().config.web
+    coming = []
+    for offset in range(1, max(1, days)):
+        when = day + timedelta(days=offset)
+        coming.append({"date": when.isoformat(), "label": format_day(when),
+                       "text": plan_text(daily.day_plan(db, when, web))})
+    return coming
+
+
 def today_summary(db: sqlite_utils.Database, day: date) -> dict[str, Any]:
     """Everything the "today" page shows, as JSON (the page refreshes itself from it)."""
     plan = daily.day_plan(db, day, edge_context().config.web)
@@ -114,10 +127,13 @@ def today_summary(db: sqlite_utils.Database, day: date) -> dict[str, Any]:
     taps = daily.recent_taps(db, day)
     for tap in taps:
         tap["verdict_label"] = verdict_label(tap["verdict"])
+    notice, days = remote_settings.page_settings(db)
     return {
         "date": day.isoformat(),
         "date_label": format_day(day),
         "plan": plan_text(plan),
+        "notice": notice,
+        "coming": coming_days(db, day, days),
         "counts": attendance.count_statuses(row.status for row in sheet),
         "taps": taps,
         "service_lines": service_lines(service_state()),

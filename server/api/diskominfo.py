@@ -1,5 +1,5 @@
 """The integrators' API (API keys, not device tokens): attendance, recaps, anomalies,
-devices, sites, people and the change feed. docs/DISKOMINFO_API.md describes it.
+devices, fleet alerts, sites, people and the change feed. docs/DISKOMINFO_API.md describes it.
 
 Every handler authenticates the key first, then validates the query against
 the OpenAPI document, then applies the role (:func:`site_scope`): an operator
@@ -13,11 +13,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app
 
-from server import reports
+from server import alerts, reports
 from server.api import engine, reply, request_query
 from server.api.keyauth import authenticate_key, site_scope
 from server.attendance_rules import RulesConfig
-from server.db import reading
+from server.db import reading, utcnow
 from server.devices import list_devices, list_sites
 from server.errors import ApiError
 from server.reports import ReportError
@@ -38,6 +38,18 @@ def rules_config() -> RulesConfig:
     if configured:
         return RulesConfig.from_dict(configured)
     return RulesConfig()
+
+
+def alert_thresholds() -> alerts.Thresholds:
+    """The app's fleet alert thresholds (``ALERT_THRESHOLDS``), else the defaults."""
+    found = current_app.extensions.get("attendance_alert_thresholds")
+    if isinstance(found, alerts.Thresholds):
+        return found
+    configured = current_app.config.get("ALERT_THRESHOLDS")
+    found = (configured if isinstance(configured, alerts.Thresholds)
+             else alerts.Thresholds.from_dict(configured))
+    current_app.extensions["attendance_alert_thresholds"] = found
+    return found
 
 
 def _bad(path: str, message: str) -> ApiError:
@@ -192,6 +204,22 @@ def fleet() -> Any:
     with reading(engine()) as conn:
         rows = list_devices(conn, site)
     return reply({"devices": [_device(row) for row in rows]})
+
+
+@bp.get("/alerts")
+def fleet_alerts() -> Any:
+    """Fleet alerts now: silent or never seen devices, old backlogs, clock offsets, readers
+    down (server.alerts); critical first."""
+    key = authenticate_key()
+    params = request_query()
+    site = site_scope(key, params.get("site"))
+    thresholds = alert_thresholds()
+    with reading(engine()) as conn:
+        found = alerts.current_alerts(conn, thresholds, utcnow(),
+                                      sites=[site] if site else None, kind=params.get("kind"),
+                                      severity=params.get("severity"))
+    return reply({"alerts": [a.to_dict() for a in found], "counts": alerts.counts(found),
+                  "thresholds": thresholds.to_dict()})
 
 
 @bp.get("/sites")

@@ -1,5 +1,6 @@
 """``GET /roster``: the device's site roster, whole or as a delta since a cursor, with the
-plans of the coming days; ``GET /roster/people``: the site's people, with or without a card."""
+plans of the coming days and the device's remote settings; ``GET /roster/people``: the
+site's people, with or without a card."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from flask import Blueprint, Response, request
 from server.api import authenticate, engine, reply, request_query
 from server.card_requests import site_today
 from server.db import reading, utcnow
+from server.device_settings import roster_settings
 from server.roster import people_for_site, people_version, plans_for_site, roster_for_site
 
 bp = Blueprint("roster", __name__)
@@ -28,6 +30,13 @@ def get_roster() -> Any:
         except Exception:  # the plans are optional: never let them cost a device its roster
             log.exception("plans of site %s could not be made; roster sent without them",
                           device["site_code"])
+        # Whole every time, whatever the cursor: a change of settings reaches the device
+        # at its next pull even when no card changed. Without them the edge keeps its own.
+        try:
+            body["settings"] = roster_settings(conn, device["site_code"], device["device_id"])
+        except Exception:
+            log.exception("settings of device %s could not be read; roster sent without them",
+                          device["device_id"])
     return reply(body)
 
 

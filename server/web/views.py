@@ -16,13 +16,13 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
 
-from flask import Response, current_app, redirect, render_template, request, url_for
+from flask import Response, current_app, g, redirect, render_template, request, url_for
 from markupsafe import Markup
 from werkzeug.exceptions import BadRequest
 
-from server import reports
+from server import alerts, reports
 from server.api import engine
-from server.api.diskominfo import rules_config
+from server.api.diskominfo import alert_thresholds, rules_config
 from server.db import reading, utcnow
 from server.schema import people
 from server.web import _, bp, charts
@@ -135,6 +135,12 @@ class Formats:
         if seconds < 2 * 86400:
             return self._t("common.hours", n=int(seconds // 3600))
         return self._t("common.days", n=int(seconds // 86400))
+
+    def minutes(self, value: float | None) -> str:
+        return "–" if value is None else self.duration(timedelta(minutes=value))
+
+    def seconds(self, value: float | None) -> str:
+        return "–" if value is None else self.duration(timedelta(seconds=value))
 
     def ago(self, moment: datetime | None, now: datetime) -> str:
         if moment is None:
@@ -374,14 +380,41 @@ def _person_names(conn: Any, ids: Iterable[str]) -> dict[str, str]:
 # -- the fleet -----------------------------------------------------------------------------------
 @bp.get("/fleet")
 def fleet_page() -> Any:
-    """Every device with its health; offline ones first and flagged."""
+    """Every device with its health, offline ones first and flagged; the fleet's alerts
+    above them."""
     site = _site_arg()
     now = utcnow()
     limit = float(current_app.config.get("OFFLINE_AFTER_MINUTES") or 15)
     with reading(engine()) as conn:
         sites = site_list(conn, visible_sites())
         found = fleet(conn, _scope(site), now=now, offline_after=timedelta(minutes=limit))
+        found_alerts = alerts.current_alerts(conn, alert_thresholds(), now, sites=_scope(site))
     summary = {"total": len(found), "offline": sum(d.offline for d in found),
                "readers": sum(d.reader_trouble for d in found)}
+    names = {s["code"]: s["name"] for s in sites}
     return render_template("fleet.html", devices=found, summary=summary, now=now, site=site,
-                           sites=sites, offline_minutes=int(limit))
+                           sites=sites, offline_minutes=int(limit), alerts=found_alerts,
+                           alert_counts=alerts.counts(found_alerts), site_names=names)
+
+
+@bp.app_context_processor
+def _alert_badge() -> dict[str, Any]:
+    return {"nav_alert_counts": nav_alert_counts}
+
+
+def nav_alert_counts() -> dict[str, int] | None:
+    """Alerts per severity over the sites the user sees (for the menu), once per request;
+    None without a user or when the database cannot say (an error page must still show)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if getattr(g, "user", None) is None:
+        return None
+    if "alert_counts" not in g:
+        try:
+            with reading(engine()) as conn:
+                found = alerts.current_alerts(conn, alert_thresholds(), utcnow(),
+                                              sites=visible_sites())
+            g.alert_counts = alerts.counts(found)
+        except SQLAlchemyError:
+            g.alert_counts = None
+    return g.alert_counts
