@@ -159,8 +159,10 @@ class Formats:
     def offset(self, milliseconds: int | None) -> str:
         if milliseconds is None:
             return "–"
-        sign = "+" if milliseconds >= 0 else "−"
-        return sign + self.duration(timedelta(milliseconds=abs(milliseconds)))
+        shown = self.duration(timedelta(milliseconds=abs(milliseconds)))
+        if abs(milliseconds) < 1000:
+            return shown  # no "−0 s" for a clock a few milliseconds behind
+        return ("+" if milliseconds > 0 else "−") + shown
 
 
 # -- home -------------------------------------------------------------------------------------

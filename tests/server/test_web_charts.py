@@ -128,3 +128,13 @@ def test_no_inline_style_or_script():
             histogram([(0, 1)], bin_minutes=15, title="t")]
     for svg in svgs:
         assert "style=" not in svg and "<script" not in svg and "<style" not in svg
+
+
+@pytest.mark.parametrize("milliseconds, shown", [
+    (None, "–"), (0, "0 dtk"), (-300, "0 dtk"), (999, "0 dtk"), (1000, "+1 dtk"),
+    (-1500, "−1 dtk"), (-600_000, "−10 mnt"), (7_200_000, "+2 jam"),
+])
+def test_clock_offsets_have_a_sign_only_when_they_are_not_zero(milliseconds, shown):
+    from server.web.views import Formats
+
+    assert Formats("id").offset(milliseconds) == shown
