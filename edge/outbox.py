@@ -266,6 +266,43 @@ def salvage_taps(path: Path) -> tuple[list[tuple[Any, ...]], int]:
     return rows, highest
 
 
+#: Tables besides ``taps`` whose rows exist only on this device and are salvaged too:
+#: operator accounts, and excuses and card requests the server may not have yet. The
+#: roster, the site's people, plans and settings come from the server again.
+SALVAGED_TABLES = ("operators", "excuses", "card_requests")
+
+
+def salvage_rows(path: Path, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The readable rows of ``table`` in a damaged database, with its column names
+    (nothing when the table cannot be read at all). Never raises.
+
+    Read in slices of ``rowid`` so that one bad page costs a slice, not the table.
+    """
+    rows: list[tuple[Any, ...]] = []
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.DatabaseError:
+        return [], rows
+    try:
+        try:
+            cur = conn.execute(f"SELECT * FROM {table} LIMIT 0")
+            columns = [d[0] for d in cur.description]
+            top = conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+        except sqlite3.DatabaseError:
+            return [], rows
+        start, step = 0, 200
+        while start <= top:
+            try:
+                rows.extend(conn.execute(f"SELECT * FROM {table} WHERE rowid > ? AND rowid <= ?",
+                                         [start, start + step]).fetchall())
+            except sqlite3.DatabaseError:
+                pass
+            start += step
+        return columns, rows
+    finally:
+        conn.close()
+
+
 class Outbox:
     """The tap database of one edge device.
 
@@ -327,6 +364,19 @@ class Outbox:
             )
         self.mark_acked([])  # recompute acked_through for the salvaged rows
         log.critical("salvaged %d tap(s) from %s; highest seq %d", len(rows), aside, highest)
+        for table in SALVAGED_TABLES:
+            columns, found = salvage_rows(aside, table)
+            if not found:
+                continue
+            with self._lock, self.db.atomic():
+                try:
+                    self.db.conn.executemany(
+                        f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
+                        f"VALUES ({', '.join('?' * len(columns))})", found)
+                except sqlite3.DatabaseError as exc:  # another shape (an older release)
+                    log.critical("could not salvage %s from %s: %s", table, aside, exc)
+                    continue
+            log.critical("salvaged %d row(s) of %s from %s", len(found), table, aside)
 
     def close(self) -> None:
         with self._lock:

@@ -182,3 +182,34 @@ def test_debounce_index_stays_small(outbox, clock):
     assert len(outbox._last_seen) <= 601  # 60 s at 10 taps/s
     assert outbox.record_tap("04000000", "r", clock.now(), 60).verdict == "unknown"
     assert outbox.record_tap(f"04{5002:06X}", "r", clock.now(), 60).verdict == "duplicate"
+
+
+def test_salvage_keeps_operators_and_unsent_excuses_and_card_requests(tmp_path, clock):
+    from datetime import date
+
+    from edge import cards, excuses, operators
+
+    path = tmp_path / "edge.db"
+    with Outbox(path) as box:
+        box.call(operators.add_operator, "operator", "kata-sandi-panjang-1")
+        excuse = box.call(excuses.add_excuse, person_id="0051234567", kind="sakit",
+                          date_from=date(2026, 11, 23), date_to=date(2026, 11, 24),
+                          note="demam", created_by="operator")
+        box.replace_roster([RosterEntry("04A1B2C3D4E5F6", "0051234567", "Siti Aminah")])
+        box.call(cards.report_lost, "04A1B2C3D4E5F6", "operator")
+        for i in range(1200):
+            box.record_tap(f"04{i:06X}", "r", clock.now(), 0)
+        box.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        requests_before = box.call(cards.unsent_requests)
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for p in range(24, 34):  # taps' pages (the first 18 are the tables' roots)
+        data[p * page:(p + 1) * page] = b"\xde\xad" * (page // 2)
+    path.write_bytes(bytes(data))
+    assert check_integrity(path) is not None
+    with Outbox(path) as box:
+        assert box.recovered_from is not None
+        assert [o.username for o in box.call(operators.list_operators)] == ["operator"]
+        assert [e.excuse_id for e in box.call(excuses.unsent_excuses)] == [excuse.excuse_id]
+        assert box.call(cards.unsent_requests) == requests_before
+        assert 0 < len(list(box.taps())) < 1200
