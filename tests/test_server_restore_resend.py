@@ -7,20 +7,12 @@ online backup while it ran, and ``attendance-edge run`` with a simulated reader.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
 from edge.outbox import Outbox
-from tests.edge_process import EdgeProcess, edge_cmd
-from tests.sync_env import CentralServer
-from tests.test_sync_e2e import (assert_exactly_once, backlog, enrol, fill_outbox, sync_config,
-                                 wait_for)
-
-
-def edge_taps(config: Path) -> list[dict]:
-    out = edge_cmd(config, "taps", "--json").stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+from tests.edge_process import EdgeProcess, backlog, edge_cmd, edge_taps, sync_config
+from tests.sync_env import CentralServer, assert_exactly_once, enrol, fill_outbox, wait_for
 
 
 def backup(database: Path, copy: Path) -> None:
@@ -59,8 +51,8 @@ def test_taps_acknowledged_after_the_backup_are_sent_again_after_a_restore(tmp_p
 
         server.stop()  # the server's disk dies; the backup is restored
         restore(tmp_path / "backup.db", database)
+        assert len(server.stored_taps()) == 50  # read before the edge can send anything
         server.start()
-        assert len(server.stored_taps()) == 50
 
         # Nothing new is tapped: the heartbeat's reply tells the edge what the server holds.
         wait_for(lambda: len(server.stored_taps()) == 55, 60, "the lost taps sent again")
