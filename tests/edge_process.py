@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -36,6 +37,28 @@ def edge_cmd(config: Path, *args: str, check: bool = True, env: dict | None = No
     if check and result.returncode != 0:
         raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def sync_config(tmp_path: Path, server_url: str, *, batch: int = 500, timeout: float = 5,
+                extra: str = "") -> Path:
+    """An edge configuration syncing with ``server_url`` at test pace (pushes every
+    0.2 s, heartbeat and roster every second)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return write_config(tmp_path, extra=(
+        f'[sync]\nserver_url = "{server_url}"\nbatch_size = {batch}\n'
+        f'push_interval_seconds = 0.2\ntimeout_seconds = {timeout}\n'
+        f'heartbeat_seconds = 1\nroster_seconds = 1\n{extra}'))
+
+
+def edge_taps(config: Path) -> list[dict]:
+    """The edge's recorded taps (``attendance-edge taps --json``), oldest first."""
+    out = edge_cmd(config, "taps", "--json").stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def backlog(config: Path) -> int:
+    """Taps the edge has not had acknowledged yet (``attendance-edge status``)."""
+    return json.loads(edge_cmd(config, "status", "--json").stdout)["backlog"]
 
 
 class EdgeProcess:

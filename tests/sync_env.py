@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import os
 import re
 import signal
@@ -10,12 +11,31 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import requests
 
+from edge.outbox import Outbox
+from tests.edge_process import edge_cmd
+
 SERVER = [sys.executable, "-m", "server.cli"]
 CLAIM_CODE = re.compile(r"\b[A-Z0-9]{4}(?:-[A-Z0-9]{4}){2,}\b")
+
+
+def wait_for(predicate: Any, timeout: float, what: str = "condition", *,
+             interval: float = 0.2) -> Any:
+    """Poll ``predicate`` until it returns something true (returned), or fail after
+    ``timeout`` seconds naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def free_port() -> int:
@@ -90,6 +110,41 @@ class CentralServer:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def heartbeat_status(self, token: str) -> int:
+        """The HTTP status of a heartbeat sent with ``token`` (200: the token works)."""
+        beat = {"boot_id": "probe", "mono_ns": 1, "wall_time": "2026-11-23T07:00:00+07:00"}
+        return requests.post(self.url + "/api/v1/heartbeat", json=beat, timeout=10,
+                             headers={"Authorization": f"Bearer {token}"}).status_code
+
     def stored_taps(self) -> list[dict]:
         out = self.cli("taps", "--json", "--limit", "100000").stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def fill_outbox(db: Path, n: int, start: int = 0) -> list[str]:
+    """Write ``n`` taps straight into the outbox (test setup; the recorder is tested apart)."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    Outbox(db).close()  # create the schema
+    conn = sqlite3.connect(db)
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    with conn:
+        conn.executemany(
+            "INSERT INTO taps (event_id, card_uid, tapped_at, tapped_at_utc, boot_id, mono_ns, "
+            "clock_synced, reader, verdict) VALUES (?, ?, ?, ?, 'offline-boot', ?, 0, 'sim', "
+            "'unknown')",
+            [(e, f"04{start + i:012X}", "2026-11-16T07:00:00.000+07:00",
+              "2026-11-16T00:00:00.000+00:00", (start + i) * 1000) for i, e in enumerate(ids)])
+    conn.close()
+    return ids
+
+
+def assert_exactly_once(server: CentralServer, event_ids: list[str]) -> None:
+    stored = Counter(t["event_id"] for t in server.stored_taps())
+    assert not [e for e, n in stored.items() if n > 1], "a tap was stored twice"
+    missing = set(event_ids) - set(stored)
+    assert not missing, f"{len(missing)} acknowledged taps never reached the server"
+
+
+def enrol(config: Path, server: CentralServer) -> None:
+    out = edge_cmd(config, "enroll", "--server", server.url, "--code", server.claim_code())
+    assert out.stdout.startswith("enrolled as dev_"), out.stdout

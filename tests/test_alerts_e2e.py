@@ -16,20 +16,10 @@ from pathlib import Path
 import requests
 
 from tests.edge_process import EdgeProcess, edge_cmd, write_config
-from tests.sync_env import CentralServer
+from tests.sync_env import CentralServer, wait_for
 
 SITE = "20401234"
 WARNING_S, CRITICAL_S = 6, 12
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_stopped_edge_raises_a_silent_alert(tmp_path: Path) -> None:

@@ -11,26 +11,18 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.edge_process import EdgeProcess, edge_cmd, write_config
+from tests.edge_process import EdgeProcess, backlog, edge_cmd, edge_taps, sync_config
 from tests.fault_proxy import FaultProxy
-from tests.sync_env import CLAIM_CODE, CentralServer
+from tests.sync_env import CLAIM_CODE, CentralServer, assert_exactly_once
 
 
 SITE = "20401234"
-
-
-def config_for(root: Path, server_url: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    return write_config(root, extra=(
-        f'[sync]\nserver_url = "{server_url}"\npush_interval_seconds = 0.2\n'
-        f'timeout_seconds = 3\nheartbeat_seconds = 1\nroster_seconds = 1\n'))
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +44,6 @@ def replace_code(server: CentralServer, device_id: str) -> str:
     return CLAIM_CODE.search(out).group(0)
 
 
-def local_taps(config: Path) -> list[dict]:
-    out = edge_cmd(config, "taps", "--json").stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
-def backlog(config: Path) -> int:
-    return json.loads(edge_cmd(config, "status", "--json").stdout)["backlog"]
-
-
 def device_id_of(config: Path) -> str:
     return json.loads((config.parent / "data" / "device.json").read_text())["device_id"]
 
@@ -80,12 +63,6 @@ def device_state(server: CentralServer, device_id: str) -> dict:
     missing = row.missing_seq if not isinstance(row.missing_seq, str) else json.loads(row.missing_seq)
     return {"highest_seq": row.highest_seq, "missing_seq": missing or [],
             "hardware_id": row.hardware_id}
-
-
-def heartbeat_status(server: CentralServer, token: str) -> int:
-    beat = {"boot_id": "probe", "mono_ns": 1, "wall_time": "2026-11-23T07:00:00+07:00"}
-    return requests.post(server.url + "/api/v1/heartbeat", json=beat, timeout=10,
-                         headers={"Authorization": f"Bearer {token}"}).status_code
 
 
 def tap_all(edge_config: Path, uids: list[str]) -> None:
@@ -116,17 +93,9 @@ def stored_of(server: CentralServer, device_id: str) -> list[dict]:
     return [t for t in server.stored_taps() if t["device_id"] == device_id]
 
 
-def exactly_once(server: CentralServer, event_ids: list[str]) -> list[dict]:
-    stored = server.stored_taps()
-    counts = Counter(t["event_id"] for t in stored)
-    assert [e for e, n in counts.items() if n > 1] == [], "a tap was stored twice"
-    assert set(event_ids) <= set(counts), "a tap never reached the server"
-    return stored
-
-
 def test_new_board_pushes_the_copied_outbox(tmp_path, server):
     with FaultProxy(("127.0.0.1", server.port), mode="pass") as proxy:
-        old = config_for(tmp_path / "old", proxy.url)
+        old = sync_config(tmp_path / "old", proxy.url, timeout=3)
         enrol(old, server.url, server.claim_code())
         device_id = device_id_of(old)
         edge = EdgeProcess(old)
@@ -141,16 +110,16 @@ def test_new_board_pushes_the_copied_outbox(tmp_path, server):
             assert edge.terminate() == 0
         # The old board dies; its SD card still reads: the technician copies the data dir.
         old_token = token_of(old)
-        recorded = local_taps(old)
+        recorded = edge_taps(old)
         assert [t["seq"] for t in recorded] == list(range(1, 9))
-        new = config_for(tmp_path / "new", server.url)
+        new = sync_config(tmp_path / "new", server.url, timeout=3)
         copy_data_dir(old.parent / "data", new.parent / "data")
         out = enrol(new, server.url, replace_code(server, device_id), "--force")
         assert f"this board now is device {device_id} (replacement)" in out
         assert "the next tap gets seq 9" in out
         assert device_id_of(new) == device_id and token_of(new) != old_token
-        assert heartbeat_status(server, old_token) == 401
-        assert heartbeat_status(server, token_of(new)) == 200
+        assert server.heartbeat_status(old_token) == 401
+        assert server.heartbeat_status(token_of(new)) == 200
 
         sync = edge_cmd(new, "sync")
         assert "accepted 6, duplicate 0, conflict 0" in sync.stdout, sync.stdout
@@ -161,7 +130,7 @@ def test_new_board_pushes_the_copied_outbox(tmp_path, server):
             wait_backlog(new, 0)
         finally:
             assert edge.terminate() == 0
-    exactly_once(server, [t["event_id"] for t in recorded])
+    assert_exactly_once(server, [t["event_id"] for t in recorded])
     stored = stored_of(server, device_id)
     assert sorted(t["seq"] for t in stored) == list(range(1, 10))
     state = device_state(server, device_id)
@@ -171,13 +140,13 @@ def test_new_board_pushes_the_copied_outbox(tmp_path, server):
 
 def test_stale_copy_duplicates_and_no_reused_seq(tmp_path, server):
     """A copy taken days before the board died: what the old board sent since is a duplicate."""
-    old = config_for(tmp_path / "old", server.url)
+    old = sync_config(tmp_path / "old", server.url, timeout=3)
     enrol(old, server.url, server.claim_code())
     device_id = device_id_of(old)
     with FaultProxy(("127.0.0.1", server.port), mode="drop_before_request") as proxy:
         # Record 3 taps while offline, copy (service stopped), then the old board syncs
         # them and 2 more before it dies.
-        old_cfg = config_for(tmp_path / "old", proxy.url)
+        old_cfg = sync_config(tmp_path / "old", proxy.url, timeout=3)
         edge = EdgeProcess(old_cfg)
         try:
             edge.wait_ready()
@@ -194,7 +163,7 @@ def test_stale_copy_duplicates_and_no_reused_seq(tmp_path, server):
         finally:
             edge.terminate()
     assert device_state(server, device_id)["highest_seq"] == 5
-    new = config_for(tmp_path / "new", server.url)
+    new = sync_config(tmp_path / "new", server.url, timeout=3)
     copy_data_dir(tmp_path / "copy", new.parent / "data")
     out = enrol(new, server.url, replace_code(server, device_id), "--force")
     assert "the next tap gets seq 6" in out
@@ -207,13 +176,13 @@ def test_stale_copy_duplicates_and_no_reused_seq(tmp_path, server):
         wait_backlog(new, 0)
     finally:
         edge.terminate()
-    exactly_once(server, [t["event_id"] for t in local_taps(new)])
+    assert_exactly_once(server, [t["event_id"] for t in edge_taps(new)])
     assert sorted(t["seq"] for t in stored_of(server, device_id)) == [1, 2, 3, 4, 5, 6]
     assert device_state(server, device_id)["missing_seq"] == []
 
 
 def test_fresh_board_continues_the_sequence(tmp_path, server):
-    old = config_for(tmp_path / "old", server.url)
+    old = sync_config(tmp_path / "old", server.url, timeout=3)
     enrol(old, server.url, server.claim_code())
     device_id = device_id_of(old)
     edge = EdgeProcess(old)
@@ -224,7 +193,7 @@ def test_fresh_board_continues_the_sequence(tmp_path, server):
     finally:
         edge.terminate()
     # The old SD card is dead: a fresh board, empty data directory.
-    new = config_for(tmp_path / "new", server.url)
+    new = sync_config(tmp_path / "new", server.url, timeout=3)
     out = enrol(new, server.url, replace_code(server, device_id))
     assert "the next tap gets seq 5" in out
     edge = EdgeProcess(new)
@@ -234,7 +203,7 @@ def test_fresh_board_continues_the_sequence(tmp_path, server):
         wait_backlog(new, 0)
     finally:
         edge.terminate()
-    assert [t["seq"] for t in local_taps(new)] == [5, 6]
+    assert [t["seq"] for t in edge_taps(new)] == [5, 6]
     stored = stored_of(server, device_id)
     assert sorted(t["seq"] for t in stored) == [1, 2, 3, 4, 5, 6]
     assert len({t["event_id"] for t in stored}) == 6
@@ -244,10 +213,10 @@ def test_fresh_board_continues_the_sequence(tmp_path, server):
 
 def test_board_with_foreign_taps_is_refused(tmp_path, server):
     """Test taps recorded before enrolment would reuse the device's seq: refused, code kept."""
-    old = config_for(tmp_path / "old", server.url)
+    old = sync_config(tmp_path / "old", server.url, timeout=3)
     enrol(old, server.url, server.claim_code())
     device_id = device_id_of(old)
-    new = config_for(tmp_path / "new", server.url)
+    new = sync_config(tmp_path / "new", server.url, timeout=3)
     edge = EdgeProcess(new)  # the technician tried the reader before enrolling
     try:
         edge.wait_ready()
@@ -260,7 +229,7 @@ def test_board_with_foreign_taps_is_refused(tmp_path, server):
     assert refused.stderr.startswith("attendance-edge: error: enrolment refused: ")
     assert "HTTP 409" in refused.stderr and "move its data directory aside" in refused.stderr
     assert not (new.parent / "data" / "device.json").exists()
-    assert heartbeat_status(server, token_of(old)) == 200  # nothing changed on the server
+    assert server.heartbeat_status(token_of(old)) == 200  # nothing changed on the server
     # As the runbook says: move the data directory aside, enrol again with the same code.
     (new.parent / "data").rename(new.parent / "data.aside")
     assert f"device {device_id}" in enrol(new, server.url, code)
@@ -283,7 +252,7 @@ def test_replace_unknown_or_revoked_device(server):
 
 def test_copy_with_sqlite_backup_is_complete(tmp_path, server):
     """The runbook's other way to copy (``sqlite3 edge.db ".backup copy.db"``) while running."""
-    old = config_for(tmp_path / "old", "http://127.0.0.1:9")  # never reaches a server
+    old = sync_config(tmp_path / "old", "http://127.0.0.1:9", timeout=3)  # never reaches a server
     enrol(old, server.url, server.claim_code())
     edge = EdgeProcess(old)
     try:
@@ -299,7 +268,7 @@ def test_copy_with_sqlite_backup_is_complete(tmp_path, server):
         target.close()
     finally:
         edge.terminate()
-    new = config_for(tmp_path / "new", server.url)
+    new = sync_config(tmp_path / "new", server.url, timeout=3)
     out = enrol(new, server.url, replace_code(server, device_id_of(old)))
     assert "the next tap gets seq 4" in out
     assert "accepted 3, duplicate 0, conflict 0" in edge_cmd(new, "sync").stdout

@@ -6,28 +6,14 @@ pcscd is killed and restarted, and taps work again.
 """
 
 import json
-import time
 
-from tests.edge_process import EdgeProcess, edge_cmd, write_config
+from tests.edge_process import EdgeProcess, edge_cmd, edge_taps, write_config
 from tests.pcscd_fixture import pcscd_stopped  # noqa: F401 (fixture)
+from tests.sync_env import wait_for
 
 
 def reader_state(config):
     return json.loads(edge_cmd(config, "status", "--json").stdout)["readers"][0]
-
-
-def wait_for(predicate, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def taps(config):
-    return [json.loads(line) for line in edge_cmd(config, "taps", "--json").stdout.splitlines()]
 
 
 def test_edge_with_pcsc_reader(tmp_path, pcscd_stopped):
@@ -41,23 +27,23 @@ def test_edge_with_pcsc_reader(tmp_path, pcscd_stopped):
         assert state["connected"] is False and "pcscd" in state["error"]
 
         pcscd.start()
-        wait_for(lambda: reader_state(config)["connected"], what="reader up")
+        wait_for(lambda: reader_state(config)["connected"], 15, "reader up", interval=0.1)
         card = pcscd.card("04A1B2C3D4E5F6")
         card.insert()
-        wait_for(lambda: taps(config), what="first tap")
+        wait_for(lambda: edge_taps(config), 15, "first tap", interval=0.1)
         pcscd.remove(card)
-        first = taps(config)
+        first = edge_taps(config)
         assert [(t["card_uid"], t["reader"], t["verdict"]) for t in first] == [
             ("04A1B2C3D4E5F6", "gerbang", "unknown")]
 
         pcscd.kill()
-        wait_for(lambda: not reader_state(config)["connected"], what="reader down")
+        wait_for(lambda: not reader_state(config)["connected"], 15, "reader down", interval=0.1)
         pcscd.start()
-        wait_for(lambda: reader_state(config)["connected"], what="reader up again")
+        wait_for(lambda: reader_state(config)["connected"], 15, "reader up again", interval=0.1)
         card2 = pcscd.card("8C3F2A11")
         card2.insert()
-        wait_for(lambda: len(taps(config)) == 2, what="tap after pcscd restart")
-        assert taps(config)[1]["card_uid"] == "8C3F2A11"
+        wait_for(lambda: len(edge_taps(config)) == 2, 15, "tap after pcscd restart", interval=0.1)
+        assert edge_taps(config)[1]["card_uid"] == "8C3F2A11"
         assert "reader gerbang (pcsc): down" in edge.output()
     finally:
         assert edge.terminate() == 0

@@ -21,7 +21,8 @@ from edge import settings as remote_settings
 from edge.outbox import open_database
 from tests.edge_process import EdgeProcess, edge_cmd
 from tests.sync_env import CentralServer
-from tests.test_sync_e2e import enrol, sync_config, wait_for
+from tests.edge_process import sync_config
+from tests.sync_env import enrol, wait_for
 
 CARD = "04A1B2C3D4E5F6"
 

@@ -7,64 +7,14 @@ fault the server holds each tap of the edge exactly once.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-import uuid
-from collections import Counter
-from pathlib import Path
 
 import pytest
 
-from edge.outbox import Outbox
-from tests.edge_process import EdgeProcess, edge_cmd, write_config
+from tests.edge_process import EdgeProcess, backlog, edge_cmd, edge_taps, sync_config
 from tests.fault_proxy import FaultProxy
-from tests.sync_env import CentralServer
-
-
-def sync_config(tmp_path: Path, server_url: str, *, batch: int = 500, timeout: float = 5,
-                extra: str = "") -> Path:
-    return write_config(tmp_path, extra=(
-        f'[sync]\nserver_url = "{server_url}"\nbatch_size = {batch}\n'
-        f'push_interval_seconds = 0.2\ntimeout_seconds = {timeout}\n'
-        f'heartbeat_seconds = 1\nroster_seconds = 1\n{extra}'))
-
-
-def fill_outbox(db: Path, n: int, start: int = 0) -> list[str]:
-    """Write ``n`` taps straight into the outbox (test setup; the recorder is tested apart)."""
-    db.parent.mkdir(parents=True, exist_ok=True)
-    Outbox(db).close()  # create the schema
-    conn = sqlite3.connect(db)
-    ids = [str(uuid.uuid4()) for _ in range(n)]
-    with conn:
-        conn.executemany(
-            "INSERT INTO taps (event_id, card_uid, tapped_at, tapped_at_utc, boot_id, mono_ns, "
-            "clock_synced, reader, verdict) VALUES (?, ?, ?, ?, 'offline-boot', ?, 0, 'sim', "
-            "'unknown')",
-            [(e, f"04{start + i:012X}", "2026-11-16T07:00:00.000+07:00",
-              "2026-11-16T00:00:00.000+00:00", (start + i) * 1000) for i, e in enumerate(ids)])
-    conn.close()
-    return ids
-
-
-def backlog(config: Path) -> int:
-    return json.loads(edge_cmd(config, "status", "--json").stdout)["backlog"]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def assert_exactly_once(server: CentralServer, event_ids: list[str]) -> None:
-    stored = Counter(t["event_id"] for t in server.stored_taps())
-    assert not [e for e, n in stored.items() if n > 1], "a tap was stored twice"
-    missing = set(event_ids) - set(stored)
-    assert not missing, f"{len(missing)} acknowledged taps never reached the server"
+from tests.sync_env import (CentralServer, assert_exactly_once, enrol, fill_outbox,
+                            wait_for)
 
 
 @pytest.fixture
@@ -74,11 +24,6 @@ def server(tmp_path):
     central.start()
     yield central
     central.stop()
-
-
-def enrol(config: Path, server: CentralServer) -> None:
-    out = edge_cmd(config, "enroll", "--server", server.url, "--code", server.claim_code())
-    assert out.stdout.startswith("enrolled as dev_"), out.stdout
 
 
 def test_enrol_tap_sync_roster(tmp_path, server):
@@ -105,8 +50,7 @@ def test_enrol_tap_sync_roster(tmp_path, server):
     finally:
         assert edge.terminate() == 0
     taps = server.stored_taps()
-    edge_taps = [json.loads(line) for line in edge_cmd(config, "taps", "--json").stdout.splitlines()]
-    assert sorted(t["event_id"] for t in taps) == sorted(t["event_id"] for t in edge_taps)
+    assert sorted(t["event_id"] for t in taps) == sorted(t["event_id"] for t in edge_taps(config))
     assert {t["device_id"] for t in taps} == {status["sync"]["device_id"]}
 
 

@@ -7,11 +7,10 @@ import stat
 from pathlib import Path
 
 import pytest
-import requests
 
 from edge import tokens
 from edge.sync import SyncClient, Unauthorized
-from tests.edge_process import EdgeProcess, edge_cmd, write_config
+from tests.edge_process import EdgeProcess, edge_cmd, sync_config
 from tests.fault_proxy import FaultProxy
 from tests.sync_env import CentralServer
 
@@ -26,25 +25,13 @@ def server(tmp_path_factory):
     central.stop()
 
 
-def config_for(tmp_path: Path, url: str) -> Path:
-    return write_config(tmp_path, extra=(
-        f'[sync]\nserver_url = "{url}"\npush_interval_seconds = 0.2\ntimeout_seconds = 3\n'
-        f'heartbeat_seconds = 1\nroster_seconds = 1\n'))
-
-
 def files(config: Path) -> tuple[Path, Path]:
     data = config.parent / "data"
     return data / "device.token", data / "device.token.pending"
 
 
-def status_with(server: CentralServer, token: str) -> int:
-    beat = {"boot_id": "probe", "mono_ns": 1, "wall_time": "2026-11-23T07:00:00+07:00"}
-    return requests.post(server.url + "/api/v1/heartbeat", json=beat, timeout=10,
-                         headers={"Authorization": f"Bearer {token}"}).status_code
-
-
 def enrolled(tmp_path: Path, server: CentralServer, url: str) -> Path:
-    config = config_for(tmp_path, url)
+    config = sync_config(tmp_path, url, timeout=3)
     edge_cmd(config, "enroll", "--server", server.url, "--code", server.claim_code())
     return config
 
@@ -58,7 +45,7 @@ def test_rotate_token(tmp_path, server):
     new = token_file.read_text().strip()
     assert new != old and len(new) >= 43 and not pending.exists()
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-    assert status_with(server, old) == 401 and status_with(server, new) == 200
+    assert server.heartbeat_status(old) == 401 and server.heartbeat_status(new) == 200
     assert "ERROR" not in edge_cmd(config, "sync").stdout
     assert old not in (server.workdir / "server.log").read_text()
 
@@ -83,15 +70,15 @@ def test_rotation_with_the_reply_cut_settles_at_the_next_sync(tmp_path, server, 
         assert pending.exists() and stat.S_IMODE(pending.stat().st_mode) == 0o600
         candidate = pending.read_text().strip()
         assert token_file.read_text().strip() == old
-        assert status_with(server, candidate) == (401 if kept else 200)
+        assert server.heartbeat_status(candidate) == (401 if kept else 200)
         proxy.mode = "pass"
         sync = edge_cmd(config, "sync")
         assert "ERROR" not in sync.stdout and "heartbeat ok" in sync.stdout
     assert not pending.exists()
     now = token_file.read_text().strip()
     assert now == (old if kept else candidate)
-    assert status_with(server, now) == 200
-    assert status_with(server, candidate if kept else old) == 401
+    assert server.heartbeat_status(now) == 200
+    assert server.heartbeat_status(candidate if kept else old) == 401
 
 
 def test_running_service_follows_a_rotation(tmp_path, server):
@@ -124,7 +111,7 @@ def test_revoked_device_cannot_rotate(tmp_path, server):
 
 
 def test_rotate_needs_an_enrolment(tmp_path):
-    config = config_for(tmp_path, "http://127.0.0.1:9")
+    config = sync_config(tmp_path, "http://127.0.0.1:9", timeout=3)
     out = edge_cmd(config, "rotate-token", check=False)
     assert out.returncode == 1
     assert out.stderr == ("attendance-edge: error: this device is not enrolled "

@@ -25,7 +25,7 @@ from tests.browser import shot
 from tests.edge_process import EDGE, EdgeProcess, edge_cmd, write_config
 from tests.edge_web import school
 from tests.edge_web.conftest import PASSWORD
-from tests.sync_env import CentralServer, free_port
+from tests.sync_env import CentralServer, free_port, wait_for
 
 pytestmark = pytest.mark.system
 
@@ -57,16 +57,6 @@ class Site:
             return conn.execute(query, params).fetchall()
         finally:
             conn.close()
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ and the background reconciler of the app."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -20,6 +19,7 @@ from server.schema import devices
 from tests.server.attendance_data import (WIB, WIT, add_person, at, attendance, past_workday,
                                           queue_rows)
 from tests.server.helpers import enroll_device, make_site, make_tap
+from tests.sync_env import wait_for
 
 CONFIG = RulesConfig()
 CARD1, CARD2 = "04A1B2C3D4E5F6", "04A1B2C3D4E5F7"
@@ -142,16 +142,6 @@ def reconciling_app(database_url):
     app.extensions["attendance"].engine.dispose()
 
 
-def wait_for(predicate, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 def test_background_thread_reconciles_after_ingest_and_stops(reconciling_app):
     app = reconciling_app
     engine = app.extensions["attendance"].engine
@@ -168,9 +158,9 @@ def test_background_thread_reconciles_after_ingest_and_stops(reconciling_app):
         row = attendance(engine).get(("P1", day))
         return row if row is not None and row["status"] == "H" else None
 
-    row = wait_for(reconciled)
+    row = wait_for(reconciled, 30, "the day reconciled", interval=0.05)
     assert (row["status"], row["late_code"]) == ("H", "TL2")  # 20 minutes: the configured brackets
-    wait_for(lambda: queue_rows(engine) == {})
+    wait_for(lambda: queue_rows(engine) == {}, 30, "an empty queue", interval=0.05)
     reconciler.stop()
     assert not reconciler.running
     assert "attendance-reconciler" not in {t.name for t in threading.enumerate()}
@@ -191,7 +181,8 @@ def test_errors_do_not_end_the_background_thread(reconciling_app, monkeypatch):
 
     monkeypatch.setattr(reconcile, "run_queue", flaky)
     start = reconciler.passes
-    wait_for(lambda: reconciler.passes >= start + 4 and reconciler.last_error is None)
+    wait_for(lambda: reconciler.passes >= start + 4 and reconciler.last_error is None, 30,
+             "four passes without an error", interval=0.05)
     assert len(failures) == 2 and reconciler.running
 
 
@@ -221,9 +212,9 @@ def test_wake_runs_the_next_pass_at_once(engine):
 
     reconciler = Reconciler(engine, interval=3600, config=CONFIG).start()
     try:
-        wait_for(lambda: reconciler.passes >= 1)
+        wait_for(lambda: reconciler.passes >= 1, 30, "a first pass", interval=0.05)
         reconciler.wake()
-        wait_for(lambda: reconciler.passes >= 2, timeout=10)
+        wait_for(lambda: reconciler.passes >= 2, 10, "a pass on waking", interval=0.05)
     finally:
         reconciler.stop()
     assert not reconciler.running
