@@ -33,6 +33,7 @@ from sqlite_utils.migrations import Migrations
 from edge import rules
 from edge.clock import Instant
 from edge.errors import StorageError
+from edge.lifecycle import raise_seq_floor
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -109,7 +110,7 @@ def m002_operator_page(db: sqlite_utils.Database) -> None:
 
     Written compactly on purpose: SQLite keeps this text in the schema table, and
     while the whole schema fits on the file's first page, damage elsewhere in the
-    file cannot make the taps unreadable (see salvage_taps).
+    file cannot make the taps unreadable (see salvage_rows).
     """
     for statement in (
         # Operator accounts: a werkzeug hash, never the password; failures count towards a lock.
@@ -224,59 +225,14 @@ def check_integrity(path: Path) -> str | None:
     return None
 
 
-def salvage_taps(path: Path) -> tuple[list[tuple[Any, ...]], int]:
-    """Read what can still be read from a damaged outbox.
+def salvage_rows(path: Path, table: str, *, top_at_least: int = 0
+                 ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The readable rows of ``table`` in a damaged database, in ``rowid`` order, with its
+    column names (nothing when the table cannot be read at all). Never raises.
 
-    Returns the readable tap rows (all columns, in table order) and the
-    highest ``seq`` ever issued, as far as can be told. Never raises.
-    """
-    rows: list[tuple[Any, ...]] = []
-    highest = 0
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    except sqlite3.DatabaseError:
-        return rows, highest
-    try:
-        try:
-            found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='taps'").fetchone()
-            highest = int(found[0]) if found else 0
-        except sqlite3.DatabaseError:
-            pass
-        # Walk in slices so one bad page loses a slice, not everything.
-        start, step = 0, 500
-        try:
-            top = conn.execute("SELECT max(seq) FROM taps").fetchone()[0] or 0
-        except sqlite3.DatabaseError:
-            top = highest
-        while start <= top:
-            try:
-                rows.extend(
-                    conn.execute(
-                        "SELECT * FROM taps WHERE seq > ? AND seq <= ? ORDER BY seq",
-                        [start, start + step],
-                    ).fetchall()
-                )
-            except sqlite3.DatabaseError:
-                pass
-            start += step
-    finally:
-        conn.close()
-    if rows:
-        highest = max(highest, max(r[0] for r in rows))
-    return rows, highest
-
-
-#: Tables besides ``taps`` whose rows exist only on this device and are salvaged too:
-#: operator accounts, and excuses and card requests the server may not have yet. The
-#: roster, the site's people, plans and settings come from the server again.
-SALVAGED_TABLES = ("operators", "excuses", "card_requests")
-
-
-def salvage_rows(path: Path, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """The readable rows of ``table`` in a damaged database, with its column names
-    (nothing when the table cannot be read at all). Never raises.
-
-    Read in slices of ``rowid`` so that one bad page costs a slice, not the table.
+    Read in slices of ``rowid`` so that one bad page costs a slice, not the table;
+    ``top_at_least`` is how far to look when the table's last page cannot be read
+    (for ``taps``, whose ``seq`` is the ``rowid``: the highest number ever issued).
     """
     rows: list[tuple[Any, ...]] = []
     try:
@@ -285,22 +241,55 @@ def salvage_rows(path: Path, table: str) -> tuple[list[str], list[tuple[Any, ...
         return [], rows
     try:
         try:
-            cur = conn.execute(f"SELECT * FROM {table} LIMIT 0")
-            columns = [d[0] for d in cur.description]
-            top = conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0
+            columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
         except sqlite3.DatabaseError:
             return [], rows
+        try:
+            top = max(conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0,
+                      top_at_least)
+        except sqlite3.DatabaseError:
+            top = top_at_least
         start, step = 0, 200
         while start <= top:
             try:
-                rows.extend(conn.execute(f"SELECT * FROM {table} WHERE rowid > ? AND rowid <= ?",
-                                         [start, start + step]).fetchall())
+                rows.extend(conn.execute(f"SELECT * FROM {table} WHERE rowid > ? AND rowid <= ? "
+                                         f"ORDER BY rowid", [start, start + step]).fetchall())
             except sqlite3.DatabaseError:
                 pass
             start += step
         return columns, rows
     finally:
         conn.close()
+
+
+def issued_seq(path: Path) -> int:
+    """The highest tap ``seq`` a (possibly damaged) database ever issued, as far as its
+    ``sqlite_sequence`` can be read (0 when it cannot). Never raises."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.DatabaseError:
+        return 0
+    try:
+        found = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='taps'").fetchone()
+        return int(found[0]) if found else 0
+    except sqlite3.DatabaseError:
+        return 0
+    finally:
+        conn.close()
+
+
+def _insert_salvaged(conn: sqlite3.Connection, table: str, columns: list[str],
+                     rows: list[tuple[Any, ...]]) -> None:
+    """Put rows read by :func:`salvage_rows` into the same table of a new database."""
+    if rows:
+        conn.executemany(f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
+                         f"VALUES ({', '.join('?' * len(columns))})", rows)
+
+
+#: Tables besides ``taps`` whose rows exist only on this device and are salvaged too:
+#: operator accounts, and excuses and card requests the server may not have yet. The
+#: roster, the site's people, plans and settings come from the server again.
+SALVAGED_TABLES = ("operators", "excuses", "card_requests")
 
 
 class Outbox:
@@ -342,22 +331,15 @@ class Outbox:
         )
         self.recovered_from = aside
         self.db = self._open()
-        rows, highest = salvage_taps(aside)
+        highest = issued_seq(aside)
+        columns, rows = salvage_rows(aside, "taps", top_at_least=highest)
+        if rows:
+            seq_at = columns.index("seq")
+            highest = max(highest, max(row[seq_at] for row in rows))
         with self._lock, self.db.atomic():
-            if rows:
-                width = len(rows[0])
-                marks = ", ".join("?" * width)
-                self.db.conn.executemany(f"INSERT OR IGNORE INTO taps VALUES ({marks})", rows)
-            if highest:
-                # Keep seq moving forward from the highest number ever issued.
-                self.db.execute(
-                    "UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'taps'", [highest]
-                )
-                self.db.execute(
-                    "INSERT INTO sqlite_sequence (name, seq) SELECT 'taps', ? "
-                    "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'taps')",
-                    [highest],
-                )
+            _insert_salvaged(self.db.conn, "taps", columns, rows)
+            if highest:  # keep seq moving forward from the highest number ever issued
+                raise_seq_floor(self.db, highest)
             self.db.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('recovered_from', ?)",
                 [str(aside)],
@@ -366,17 +348,14 @@ class Outbox:
         log.critical("salvaged %d tap(s) from %s; highest seq %d", len(rows), aside, highest)
         for table in SALVAGED_TABLES:
             columns, found = salvage_rows(aside, table)
-            if not found:
+            try:
+                with self._lock, self.db.atomic():
+                    _insert_salvaged(self.db.conn, table, columns, found)
+            except sqlite3.DatabaseError as exc:  # another shape (an older release)
+                log.critical("could not salvage %s from %s: %s", table, aside, exc)
                 continue
-            with self._lock, self.db.atomic():
-                try:
-                    self.db.conn.executemany(
-                        f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
-                        f"VALUES ({', '.join('?' * len(columns))})", found)
-                except sqlite3.DatabaseError as exc:  # another shape (an older release)
-                    log.critical("could not salvage %s from %s: %s", table, aside, exc)
-                    continue
-            log.critical("salvaged %d row(s) of %s from %s", len(found), table, aside)
+            if found:
+                log.critical("salvaged %d row(s) of %s from %s", len(found), table, aside)
 
     def close(self) -> None:
         with self._lock:
