@@ -108,8 +108,9 @@ class ClaimCode:
 
 
 def create_claim_code(conn: Connection, site_code: str, *, hours: float,
-                      device_name: str = "") -> ClaimCode:
-    """A new single-use claim code for a device at ``site_code``, valid ``hours``."""
+                      device_name: str = "", device_id: str | None = None) -> ClaimCode:
+    """A new single-use claim code for a device at ``site_code``, valid ``hours``; with
+    ``device_id``, for that existing device (see :func:`create_replacement_code`)."""
     get_site(conn, site_code)
     if hours <= 0:
         raise ValueError("--expires-hours must be more than 0")
@@ -118,7 +119,7 @@ def create_claim_code(conn: Connection, site_code: str, *, hours: float,
     expires = now + timedelta(hours=hours)
     conn.execute(claim_codes.insert().values(
         code_hash=sha256_hex(normalise_claim_code(code)), site_code=site_code,
-        device_name=device_name, created_at=now, expires_at=expires))
+        device_name=device_name, created_at=now, expires_at=expires, device_id=device_id))
     return ClaimCode(code, site_code, expires)
 
 
@@ -171,8 +172,6 @@ def create_replacement_code(conn: Connection, device_id: str, *, hours: float,
     with ``invalidate_token`` (a leaked token). No new column: the code's
     ``claim_codes.device_id`` is set from the start.
     """
-    if hours <= 0:
-        raise ValueError("--expires-hours must be more than 0")
     device = conn.execute(sa.select(devices.c.site_code, devices.c.name, devices.c.revoked_at)
                           .where(devices.c.device_id == device_id)
                           .with_for_update()).mappings().first()
@@ -183,12 +182,8 @@ def create_replacement_code(conn: Connection, device_id: str, *, hours: float,
                          f"{device['revoked_at'].isoformat(timespec='seconds')}: a revoked "
                          f"device is retired for good; enrol the new board as a new device "
                          f"(attendance-server device add --site {device['site_code']})")
-    code = new_claim_code()
-    now = utcnow()
-    expires = now + timedelta(hours=hours)
-    conn.execute(claim_codes.insert().values(
-        code_hash=sha256_hex(normalise_claim_code(code)), site_code=device["site_code"],
-        device_name=device["name"], created_at=now, expires_at=expires, device_id=device_id))
+    claim = create_claim_code(conn, device["site_code"], hours=hours,
+                              device_name=device["name"], device_id=device_id)
     if invalidate_token:
         # A hash of a token nobody holds: the column stays NOT NULL and unique.
         conn.execute(devices.update().where(devices.c.device_id == device_id)
@@ -196,8 +191,8 @@ def create_replacement_code(conn: Connection, device_id: str, *, hours: float,
         log.warning("device %s: token invalidated; the device is refused until it enrols "
                     "with its replacement code", device_id)
     log.info("device %s: replacement code made (expires %s)", device_id,
-             expires.isoformat(timespec="seconds"))
-    return ClaimCode(code, device["site_code"], expires)
+             claim.expires_at.isoformat(timespec="seconds"))
+    return claim
 
 
 def _take_over(conn: Connection, claim: Any, hardware_id: str, name: str | None,

@@ -76,6 +76,14 @@ _INT64_POS = {"type": "integer", "minimum": 1, "maximum": MAX_INT64}
 _INT64_NONNEG = {"type": "integer", "minimum": 0, "maximum": MAX_INT64}
 _SERVER_TIME = {"type": "string", "format": "date-time",
                 "description": "The server's time (UTC, milliseconds) when it replied."}
+#: ``missing_seq`` in the replies to pushes and heartbeats.
+_SEQ_RANGES = {
+    "type": "array",
+    "description": "Ranges [first, last] of seq below highest_seq never received from this "
+                   "device (at most 100 ranges, lowest first).",
+    "items": {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "integer"}],
+              "minItems": 2, "maxItems": 2},
+}
 
 _COMMON_ERRORS = {
     "400": _error("`bad_json` (not JSON) or `validation_error` (does not match the schema; "
@@ -235,14 +243,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["results", "missing_seq", "highest_seq", "server_time"],
         "properties": {
             "results": {"type": "array", "items": _ref("TapResult")},
-            "missing_seq": {
-                "type": "array",
-                "description": "Ranges [first, last] of seq below highest_seq never received "
-                               "from this device (at most 100 ranges, lowest first).",
-                "items": {"type": "array", "prefixItems": [{"type": "integer"},
-                                                           {"type": "integer"}],
-                          "minItems": 2, "maxItems": 2},
-            },
+            "missing_seq": _SEQ_RANGES,
             "highest_seq": {"type": "integer"},
             "server_time": _SERVER_TIME,
         },
@@ -284,10 +285,7 @@ SCHEMAS: dict[str, Any] = {
                             "description": "The highest seq received from this device. An "
                                            "edge holding acknowledged taps above it (the "
                                            "server's database was restored) sends them again."},
-            "missing_seq": {"type": "array", "description": "As in TapBatchReply.",
-                            "items": {"type": "array", "prefixItems": [{"type": "integer"},
-                                                                       {"type": "integer"}],
-                                      "minItems": 2, "maxItems": 2}},
+            "missing_seq": _SEQ_RANGES,
         },
     },
     "RosterCard": {
