@@ -18,21 +18,22 @@ Set-based loading
     The others, and the same cards' taps at other sites (impossible travel),
     are read tap by tap, each judged by the card's state when it happened
     (:func:`_plain_and_detailed`). A date that covers every site is read
-    without site filters at all. The facts are read and decided outside the
-    write transaction, then the changes are written in one short transaction:
-    on SQLite tap ingest is not held up while a city is read. A *fence* (count
-    and versions of the batch's stored rows), read with the facts and checked
-    under lock before writing, notices another reconciliation that wrote
-    meanwhile; the batch is then read again.
+    without site filters at all. The facts are read outside the write
+    transaction, then the sites are decided and their changes written in one
+    transaction: on SQLite tap ingest is not held up while a city is read. A
+    *fence* (count and versions of the batch's stored rows), read with the
+    facts and checked under lock before writing, notices another
+    reconciliation that wrote meanwhile; the batch is then read again.
 
 Idempotence and versions
     Only rows whose content changed are written (one bulk upsert: COPY on
     PostgreSQL, one executemany on SQLite; rows not stored yet are first tried
-    with a plain INSERT or COPY). A run that changes any row takes
-    the next value of the ``attendance`` counter and sets it as ``version`` on
-    the rows it changed; unchanged rows keep theirs, so a second run over the
-    same facts writes nothing. Rows of the batch's sites for people no longer
-    expected there are deleted. Anomalies are upserted by a deterministic
+    with a plain COPY, or on SQLite inserted by chunks on a second thread
+    while the next sites are decided, see :class:`_NewRows`). A run that
+    changes any row takes the next value of the ``attendance`` counter and
+    sets it as ``version`` on the rows it changed; unchanged rows keep
+    theirs, so a second run over the same facts writes nothing. Rows of the
+    batch's sites for people no longer expected there are deleted. Anomalies are upserted by a deterministic
     ``key`` (site, day, kind and what the anomaly is about), and the site
     day's anomalies that no longer hold are deleted.
 
@@ -64,16 +65,18 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import gc
 import json
 import logging
 import os
 import threading
 import weakref
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -439,6 +442,22 @@ def _fetch(conn: Connection, query: Any) -> list[tuple[Any, ...]]:
         result.close()
 
 
+def _fetch_at_once(conn: Connection, query: Any) -> list[Sequence[Any]]:
+    """The rows of ``query`` (columns of JSON types: text, numbers, NULL), for a thread
+    that reads beside another (see _read_beside).
+
+    SQLite: as one JSON array of arrays built by SQLite, the whole query one step
+    without the GIL. Fetched row by row, each row takes the GIL back and waits for
+    it while the other thread runs Python.
+    """
+    if conn.dialect.name != "sqlite":
+        return _fetch(conn, query)
+    inner = query.subquery()
+    text = conn.execute(sa.select(sa.func.json_group_array(
+        sa.func.json_array(*inner.c)))).scalar()
+    return json.loads(text) if text else []
+
+
 #: Values per ``IN (…)`` on SQLite (its limit is 32,766 parameters a statement).
 _SQLITE_IN_CHUNK = 5000
 
@@ -650,7 +669,7 @@ def _read_beside(conn: Connection, query: Any, meanwhile: Callable[[], Any]
     def read() -> None:
         try:
             with reading(conn.engine) as other:
-                result.append(_fetch(other, query))
+                result.append(_fetch_at_once(other, query))
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
 
@@ -913,8 +932,12 @@ def _day_window(day: date, site_rows: Mapping[str, _Site]
 
 
 def _decide(conn: Connection, day: date, site_rows: Mapping[str, _Site], facts: _Facts, *,
-            config: RulesConfig, now: datetime) -> list[_Decided]:
-    """Decide every site of ``site_rows`` from ``facts`` (reads only schedules and calendar)."""
+            config: RulesConfig, now: datetime) -> Iterator[_Decided]:
+    """Decide every site of ``site_rows`` from ``facts``, site by site as the result is
+    iterated: :func:`_write` writes the first sites' rows while the next are decided.
+
+    Reads the schedules and calendar now, with ``conn``; the iterator reads nothing.
+    """
     bounds, _ = _day_window(day, site_rows)
     known = load_schedules(conn)
     by_scope = overrides_by_scope(list_calendar_days(conn, first=day, last=day))
@@ -944,24 +967,27 @@ def _decide(conn: Connection, day: date, site_rows: Mapping[str, _Site], facts: 
         person_excuses[r.person_id].append(
             (ExcuseFact(r.excuse_id, r.kind, _date(r.date_from), _date(r.date_to)), r.site_code))
 
-    decided = []
-    for code, site in site_rows.items():
-        start, end = bounds[code]
-        schedule = resolve_site_schedule(site.as_mapping(), known)
-        plan = plan_day(schedule, calendar_from(by_scope, site.as_mapping()), day, site.zone)
-        waiting = devices_holding_day(facts.devices.get(code, ()), end)
-        pending = now < end or bool(waiting)
-        here = at_site.get(code, [])
-        elsewhere = []
-        if travelled:
-            for card in {fact.card_uid for fact in here if fact.card_uid in travelled}:
-                elsewhere += [fact for fact in by_card[card]
-                              if fact.site_code != code and start <= fact.at < end]
-        expected = sorted(expected_at.get(code, ()), key=lambda r: r.person_id)
-        decided.append(_decide_site(site, day, plan, pending, waiting,
-                                    facts.plain.get(code, {}), here, elsewhere, expected,
-                                    homes, person_excuses, config))
-    return decided
+    plans = {code: plan_day(resolve_site_schedule(site.as_mapping(), known),
+                            calendar_from(by_scope, site.as_mapping()), day, site.zone)
+             for code, site in site_rows.items()}
+
+    def each_site() -> Iterator[_Decided]:
+        for code, site in site_rows.items():
+            start, end = bounds[code]
+            waiting = devices_holding_day(facts.devices.get(code, ()), end)
+            pending = now < end or bool(waiting)
+            here = at_site.get(code, [])
+            elsewhere = []
+            if travelled:
+                for card in {fact.card_uid for fact in here if fact.card_uid in travelled}:
+                    elsewhere += [fact for fact in by_card[card]
+                                  if fact.site_code != code and start <= fact.at < end]
+            expected = sorted(expected_at.get(code, ()), key=lambda r: r.person_id)
+            yield _decide_site(site, day, plans[code], pending, waiting,
+                               facts.plain.get(code, {}), here, elsewhere, expected,
+                               homes, person_excuses, config)
+
+    return each_site()
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -1024,6 +1050,97 @@ def _upsert_attendance(conn: Connection, rows: list[tuple[Any, ...]], *,
                     f"FROM attendance_incoming ON CONFLICT (person_id, day) DO UPDATE "
                     f"SET {_UPSERT_SET}")
         cur.execute("DROP TABLE attendance_incoming")
+
+
+#: New rows per insert of :class:`_NewRows` on SQLite (a city day is 160,000).
+NEW_ROWS_CHUNK = 10_000
+_INSERT_JSON = (f"INSERT INTO attendance_days ({', '.join(_WRITTEN)}) SELECT "
+                + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_WRITTEN)))
+                + " FROM json_each(?)")
+
+
+class _NewRows:
+    """Rows not stored yet, written as they are decided (use as a context manager).
+
+    SQLite: by chunks of :data:`NEW_ROWS_CHUNK`, each one ``INSERT … SELECT …
+    FROM json_each(?)`` on a short-lived thread while this one decides and
+    formats the next sites. SQLite runs that statement in one step, without
+    the GIL, so the insert (a second or more of a city day) takes the other
+    CPU; an ``executemany`` takes the GIL back for every row and could not
+    share it. Each chunk goes in a savepoint: one that meets a row stored
+    after all (a person's row of the day kept by a site outside the batch) is
+    upserted at the end instead. The last chunk is written in this thread.
+    PostgreSQL: every row at the end, in one COPY (:func:`_upsert_attendance`).
+
+    Rows carry ``version()``, called first before any chunk is written. The
+    thread never outlives the ``with`` block.
+    """
+
+    def __init__(self, conn: Connection, day: date, stamp: datetime,
+                 version: Callable[[], int]) -> None:
+        self.conn, self.day, self.stamp, self.version = conn, day, stamp, version
+        self.chunked = conn.dialect.name == "sqlite"
+        self.pending: list[tuple[str, _Content]] = []
+        self.conflicting: list[tuple[Any, ...]] = []
+        self.thread: threading.Thread | None = None
+        self.failure: list[BaseException] = []
+
+    def __enter__(self) -> _NewRows:
+        return self
+
+    def extend(self, rows: Iterable[tuple[str, _Content]]) -> None:
+        self.pending.extend(rows)
+        if self.chunked and len(self.pending) >= NEW_ROWS_CHUNK:
+            rows = self._rows()
+            text = json.dumps(_sqlite_rows(rows))  # while the previous chunk is inserted
+            self._join()
+            self.thread = threading.Thread(target=self._insert, args=(rows, text),
+                                           name="reconcile-write", daemon=True)
+            self.thread.start()
+
+    def _rows(self) -> list[tuple[Any, ...]]:
+        pending, self.pending = self.pending, []
+        pending.sort(key=lambda row: row[0])  # fewer index pages touched
+        version, day, stamp = self.version(), self.day, self.stamp
+        return [(pid, day, *content, version, stamp) for pid, content in pending]
+
+    def _insert(self, rows: list[tuple[Any, ...]], text: str) -> None:
+        import sqlite3
+
+        try:
+            raw = self.conn.connection.dbapi_connection
+            assert raw is not None
+            cur = raw.cursor()
+            cur.execute("SAVEPOINT attendance_new")
+            try:
+                cur.execute(_INSERT_JSON, (text,))
+            except sqlite3.IntegrityError:
+                cur.execute("ROLLBACK TO attendance_new")
+                self.conflicting += rows
+            cur.execute("RELEASE attendance_new")
+        except BaseException as exc:  # re-raised in the caller's thread
+            self.failure.append(exc)
+
+    def _join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.failure:
+            raise self.failure.pop()
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None:  # the caller's error wins; the transaction is rolled back
+            if self.thread is not None:
+                self.thread.join()
+            return
+        self._join()
+        if self.pending:
+            _upsert_attendance(self.conn, self._rows(), new=True)
+        if self.conflicting:
+            log.info("a row of the day was stored meanwhile: upserting %d rows",
+                     len(self.conflicting))
+            self.conflicting.sort(key=lambda row: row[0])
+            _upsert_attendance(self.conn, self.conflicting)
 
 
 #: The PostgreSQL types of :data:`_WRITTEN`, for a binary COPY.
@@ -1097,8 +1214,13 @@ class _FenceMoved(Exception):
     """Another reconciliation wrote the batch's rows between its read and its write."""
 
 
-def _write(conn: Connection, day: date, codes: Sequence[str], decided: list[_Decided],
-           facts: _Facts, *, check_fence: bool) -> None:
+def _write(conn: Connection, day: date, codes: Sequence[str], decisions: Iterable[_Decided],
+           facts: _Facts, *, check_fence: bool) -> list[_Decided]:
+    """Write what ``decisions`` decided (consumed here, see :func:`_decide`); returns them.
+
+    Rows not stored yet are handed to :class:`_NewRows` as the sites are decided;
+    changed and removed rows are written at the end.
+    """
     from server.roster import next_version
     from server.schema import counters
 
@@ -1110,39 +1232,48 @@ def _write(conn: Connection, day: date, codes: Sequence[str], decided: list[_Dec
         if _fence(conn, day, codes) != facts.fence:
             raise _FenceMoved()
     stamp = utcnow()
+    versions: list[int] = []
+
+    def version() -> int:  # taken once, and only by a run that changes something
+        if not versions:
+            versions.append(next_version(conn, "attendance"))
+        return versions[0]
+
     new_people = set()
-    added: list[tuple[str, _Content]] = []  # no row stored for the batch's sites
     changed: list[tuple[str, _Content]] = []
     changed_at: Counter[str] = Counter()
     existing = facts.existing
-    for d in decided:
-        for pid, content in d.contents.items():
-            new_people.add(pid)
-            old = existing.get(pid)
-            if old is None:
-                added.append((pid, content))
-            elif old[0] != content:
-                changed.append((pid, content))
-            else:
-                continue
-            changed_at[content[0]] += 1
+    decided = []
+    with _NewRows(conn, day, stamp, version) as added:
+        for d in decisions:
+            decided.append(d)
+            fresh = []
+            for pid, content in d.contents.items():
+                new_people.add(pid)
+                old = existing.get(pid)
+                if old is None:
+                    fresh.append((pid, content))
+                elif old[0] != content:
+                    changed.append((pid, content))
+                else:
+                    continue
+                changed_at[content[0]] += 1
+            added.extend(fresh)
     code_set = set(codes)
     gone = [(pid, old[0][0]) for pid, old in existing.items()
             if old[0][0] in code_set and pid not in new_people]
     removed_at = Counter(site for _, site in gone)
 
-    version = None
-    if added or changed or gone:
-        version = next_version(conn, "attendance")
-        for rows, new in ((added, True), (changed, False)):
-            rows.sort(key=lambda row: row[0])  # fewer index pages touched
-            _upsert_attendance(conn, [(pid, day, *content, version, stamp)
-                                      for pid, content in rows], new=new)
-        if gone:
-            a = attendance_days.c
-            conn.execute(attendance_days.delete().where(
-                a.person_id == sa.bindparam("b_person"), a.day == sa.bindparam("b_day")),
-                [{"b_person": pid, "b_day": day} for pid, _ in gone])
+    if changed:
+        changed.sort(key=lambda row: row[0])  # fewer index pages touched
+        _upsert_attendance(conn, [(pid, day, *content, version(), stamp)
+                                  for pid, content in changed])
+    if gone:
+        version()
+        a = attendance_days.c
+        conn.execute(attendance_days.delete().where(
+            a.person_id == sa.bindparam("b_person"), a.day == sa.bindparam("b_day")),
+            [{"b_person": pid, "b_day": day} for pid, _ in gone])
 
     # Anomalies: insert the new, update the changed, delete what no longer holds.
     wanted = {row["key"]: row for d in decided for row in d.anomalies}
@@ -1181,8 +1312,9 @@ def _write(conn: Connection, day: date, codes: Sequence[str], decided: list[_Dec
         d.summary.removed = removed_at[code]
         d.summary.anomalies_changed = anomaly_changes[code]
         if changed_at[code] or removed_at[code]:
-            d.summary.version = version
+            d.summary.version = version()
     _settle_queue(conn, day, decided, facts.queued)
+    return decided
 
 
 def _settle_queue(conn: Connection, day: date, decided: list[_Decided],
@@ -1210,23 +1342,52 @@ def _settle_queue(conn: Connection, day: date, decided: list[_Decided],
         conn.execute(insert_for(conn, reconcile_queue).on_conflict_do_nothing(), new)
 
 
+_collector = {"paused": 0, "was_enabled": False}
+_collector_lock = threading.Lock()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for the block (nested and threads: the last one out
+    turns it back on, if it was on).
+
+    A city day allocates millions of tuples, none in a reference cycle; every
+    collection the allocations trigger walks all of them again (0.7 s of a
+    6 s day). What the block leaves behind is collected after it.
+    """
+    with _collector_lock:
+        if not _collector["paused"]:
+            _collector["was_enabled"] = gc.isenabled()
+            gc.disable()
+        _collector["paused"] += 1
+    try:
+        yield
+    finally:
+        with _collector_lock:
+            _collector["paused"] -= 1
+            if not _collector["paused"] and _collector["was_enabled"]:
+                gc.enable()
+
+
 def _reconcile_batch(conn: Connection, day: date, codes: Sequence[str], *, config: RulesConfig,
                      now: datetime, every_site: bool = False) -> list[DaySummary]:
     """Reconcile ``day`` at every site of ``codes``, all in the caller's transaction."""
-    site_rows = _load_sites(conn, codes)
-    facts = _read_facts(conn, day, list(site_rows), _day_window(day, site_rows), every_site,
-                        config.many_taps)
-    decided = _decide(conn, day, site_rows, facts, config=config, now=now)
-    _write(conn, day, list(site_rows), decided, facts, check_fence=False)
-    return [d.summary for d in decided]
+    with _collector_paused():
+        site_rows = _load_sites(conn, codes)
+        facts = _read_facts(conn, day, list(site_rows), _day_window(day, site_rows),
+                            every_site, config.many_taps)
+        decisions = _decide(conn, day, site_rows, facts, config=config, now=now)
+        decided = _write(conn, day, list(site_rows), decisions, facts, check_fence=False)
+        return [d.summary for d in decided]
 
 
 def _reconcile_split(engine: Engine, day: date, codes: Sequence[str], *, config: RulesConfig,
                      now: datetime, every_site: bool, attempts: int = 3) -> list[DaySummary]:
-    """Reconcile with the reading and deciding outside the write transaction.
+    """Reconcile with the reading outside the write transaction.
 
-    On SQLite the write lock is then held only while the changes are written,
-    not while a city's taps are read, so tap ingest is not held up. The fence
+    On SQLite the write lock is then held only while the sites are decided and
+    their rows written (at the same time, see :class:`_NewRows`), not while a
+    city's taps are read, so tap ingest is not held up for long. The fence
     (count and versions of the batch's stored rows), read with the facts and
     checked under lock before writing, detects another reconciliation that
     wrote meanwhile; the batch is then read and decided again.
@@ -1234,18 +1395,20 @@ def _reconcile_split(engine: Engine, day: date, codes: Sequence[str], *, config:
     from server.db import reading
 
     for attempt in range(attempts):
-        with reading(engine) as conn:
-            site_rows = _load_sites(conn, codes)
-            facts = _read_facts(conn, day, list(site_rows), _day_window(day, site_rows),
-                                every_site, config.many_taps)
-            decided = _decide(conn, day, site_rows, facts, config=config, now=now)
-        try:
-            with engine.begin() as conn:
-                _write(conn, day, list(site_rows), decided, facts, check_fence=True)
-        except _FenceMoved:
-            log.info("attendance of %s changed while reconciling %d site(s); reading again "
-                     "(attempt %d)", day, len(codes), attempt + 2)
-            continue
+        with _collector_paused():
+            with reading(engine) as conn:
+                site_rows = _load_sites(conn, codes)
+                facts = _read_facts(conn, day, list(site_rows), _day_window(day, site_rows),
+                                    every_site, config.many_taps)
+                decisions = _decide(conn, day, site_rows, facts, config=config, now=now)
+            try:
+                with engine.begin() as conn:
+                    decided = _write(conn, day, list(site_rows), decisions, facts,
+                                     check_fence=True)
+            except _FenceMoved:
+                log.info("attendance of %s changed while reconciling %d site(s); reading "
+                         "again (attempt %d)", day, len(codes), attempt + 2)
+                continue
         return [d.summary for d in decided]
     raise RuntimeError(f"reconciling {day}: other reconciliations kept writing the same "
                        f"site days; try again")

@@ -192,3 +192,19 @@ def test_a_batch_across_zones_keeps_each_site_to_its_own_day(engine):
     assert summary.site_code == "WEST" and summary.statuses == {"H": 1}
     [row] = attendance(engine).values()
     assert row["tap_count"] == 2 and row["check_in"].astimezone(WIB).hour == 7
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_new_rows_written_in_chunks_are_the_rows_written_at_once(engine, monkeypatch, seed):
+    # On SQLite a batch's new rows are inserted by chunks on a second thread while the
+    # next sites are decided (server.reconcile._NewRows); chunks of 3 rows make a town
+    # of 40 people many chunks, against one insert.
+    _town(engine, seed)
+    monkeypatch.setattr(reconcile, "NEW_ROWS_CHUNK", 10**6)
+    _reconcile(engine, 50)
+    expected = _results(engine)
+    _forget(engine)
+    monkeypatch.setattr(reconcile, "NEW_ROWS_CHUNK", 3)
+    _reconcile(engine, 50)
+    assert _results(engine) == expected
+    assert len(expected[0]) > 3 * 10
