@@ -3,6 +3,13 @@
 The first record stored under an ``excuse_id`` stays; a repeat is answered
 ``duplicate`` whatever it contains (the contract has no conflict status for
 excuses), and a repeat with different content is logged.
+
+An excuse can be withdrawn (:func:`withdraw_excuses`) by the site that
+recorded it (its devices and its operator key) or by Diskominfo. It stays
+stored, marked withdrawn, and no longer decides any day; the days it
+covered are reconciled again. A withdrawal names the whole excuse, so one
+the server never received (its push was cut off) is stored already withdrawn
+and a late push of it is a ``duplicate`` that never applies.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -24,20 +31,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Source:
-    """Who sent the excuses: a device (its id and site) or, later, an operator."""
+    """Who sent the excuses: a device (its id and site) or an API key (an operator's, with its
+    site, or Diskominfo's, without)."""
 
     site_code: str | None
     device_id: str | None = None
     operator: str | None = None
 
 
-def _row(item: dict[str, Any], index: int, source: Source, received_at: datetime) -> dict[str, Any]:
+def _row(item: dict[str, Any], index: int, source: Source, received_at: datetime,
+         batch: str = "excuses") -> dict[str, Any]:
     start, end = date.fromisoformat(item["date_from"]), date.fromisoformat(item["date_to"])
     if end < start:
         raise ApiError(400, "validation_error",
-                       f"excuses[{index}].date_to: {item['date_to']} is before date_from "
+                       f"{batch}[{index}].date_to: {item['date_to']} is before date_from "
                        f"{item['date_from']}",
-                       details=[{"path": f"excuses[{index}].date_to",
+                       details=[{"path": f"{batch}[{index}].date_to",
                                  "message": "is before date_from"}])
     return {"excuse_id": item["excuse_id"], "person_id": item["person_id"],
             "kind": item["kind"], "date_from": start, "date_to": end,
@@ -84,3 +93,66 @@ def _log_differences(conn: Connection, rows: list[dict[str, Any]]) -> None:
         if old is not None and any(getattr(old, f) != row[f] for f in fields):
             log.warning("excuse %s sent again with other content; the first one is kept",
                         row["excuse_id"])
+
+
+def withdraw_excuses(conn: Connection, items: list[dict[str, Any]], source: Source,
+                     withdrawn_at: datetime, *,
+                     check_new: Callable[[list[int]], None] | None = None
+                     ) -> list[dict[str, str]]:
+    """Withdraw the excuses ``items`` (the excuses themselves, as pushed) in the caller's
+    transaction; returns the per-item results (``withdrawn`` or ``duplicate``).
+
+    A source with a site may withdraw only excuses recorded for that site: any
+    other stored one refuses the whole batch (403, nothing changed). Items the
+    server does not have are stored already withdrawn, after ``check_new`` (given
+    their indexes: an operator key's check that the people are of its site).
+    """
+    e = excuses.c
+    rows = [_row(item, i, source, withdrawn_at, "withdrawals") for i, item in enumerate(items)]
+    ids = sorted({row["excuse_id"] for row in rows})
+    stored = {r.excuse_id: r for r in conn.execute(
+        sa.select(e.excuse_id, e.person_id, e.kind, e.date_from, e.date_to, e.note,
+                  e.site_code, e.withdrawn_at).where(e.excuse_id.in_(ids)))}
+    if source.site_code is not None:
+        details = [{"path": f"withdrawals[{i}].excuse_id",
+                    "message": f"excuse {row['excuse_id']} was not recorded for site "
+                               f"{source.site_code}"}
+                   for i, row in enumerate(rows) if row["excuse_id"] in stored
+                   and stored[row["excuse_id"]].site_code != source.site_code]
+        if details:
+            raise ApiError(403, "forbidden", f"{details[0]['path']}: {details[0]['message']}"
+                           + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
+                           + "; nothing withdrawn", details=details[:100])
+    new = [i for i, item in enumerate(items) if item["excuse_id"] not in stored]
+    if new and check_new is not None:
+        check_new(new)
+
+    by = source.device_id or source.operator
+    results, done, queued, unknown = [], set(), [], {}
+    for row in rows:
+        excuse_id = row["excuse_id"]
+        old = stored.get(excuse_id)
+        withdrawn = excuse_id not in done and (old is None or old.withdrawn_at is None)
+        done.add(excuse_id)
+        results.append({"excuse_id": excuse_id,
+                        "status": "withdrawn" if withdrawn else "duplicate"})
+        if not withdrawn:
+            continue
+        if old is None:
+            unknown[excuse_id] = {**row, "withdrawn_at": withdrawn_at, "withdrawn_by": by}
+        else:
+            queued.append(old._asdict())
+    if stored:
+        _log_differences(conn, [row for row in rows if row["excuse_id"] in stored])
+    if queued:
+        conn.execute(excuses.update().where(e.excuse_id == sa.bindparam("b_id"))
+                     .values(withdrawn_at=withdrawn_at, withdrawn_by=by),
+                     [{"b_id": old["excuse_id"]} for old in queued])
+        # The days the excuses decided are decided again without them.
+        from server.reconcile import queue_excuse_days
+
+        queue_excuse_days(conn, queued, now=withdrawn_at)
+    if unknown:
+        # Stored already withdrawn: a late push of the same excuse is then a duplicate.
+        conn.execute(insert_for(conn, excuses).on_conflict_do_nothing(), list(unknown.values()))
+    return results

@@ -441,6 +441,28 @@ SCHEMAS: dict[str, Any] = {
             "server_time": _SERVER_TIME,
         },
     },
+    "WithdrawalBatch": {
+        "type": "object",
+        "required": ["withdrawals"],
+        "properties": {
+            "withdrawals": {"type": "array", "minItems": 1, "maxItems": 1000,
+                            "items": _ref("Excuse"),
+                            "description": "The excuses to withdraw, as they were pushed."},
+        },
+    },
+    "WithdrawalReply": {
+        "type": "object",
+        "required": ["results", "server_time"],
+        "properties": {
+            "results": {"type": "array", "items": {
+                "type": "object", "required": ["excuse_id", "status"],
+                "properties": {"excuse_id": {"type": "string"},
+                               "status": {"type": "string", "enum": ["withdrawn", "duplicate"],
+                                          "description": "duplicate: it was withdrawn "
+                                                         "already."}}}},
+            "server_time": _SERVER_TIME,
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "database"],
@@ -1071,6 +1093,20 @@ DOCUMENT: dict[str, Any] = {
                 "responses": {"200": _ok("Stored.", "ExcuseReply"), **_AUTH_ERRORS,
                               "403": _error("`forbidden`: an operator key sent an excuse "
                                             "for a person not of its site; nothing stored."),
+                              **_COMMON_ERRORS},
+            },
+        },
+        "/excuses/withdraw": {
+            "post": {
+                "operationId": "withdrawExcuses",
+                "summary": "Withdraw excuses: they stay stored but no longer decide any day; "
+                           "the days they covered are reconciled again. Idempotent.",
+                "security": [{"deviceToken": []}, {"apiKey": []}],
+                "requestBody": _body("WithdrawalBatch"),
+                "responses": {"200": _ok("Withdrawn.", "WithdrawalReply"), **_AUTH_ERRORS,
+                              "403": _error("`forbidden`: an excuse recorded for another "
+                                            "site, or (operator key) a person not of its "
+                                            "site; nothing withdrawn."),
                               **_COMMON_ERRORS},
             },
         },

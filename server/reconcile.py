@@ -786,7 +786,8 @@ def _read_facts(conn: Connection, day: date, codes: list[str],
 
     e = excuses.c
     excuse_query = sa.select(e.excuse_id, e.person_id, e.kind, e.date_from, e.date_to,
-                             e.site_code).where(e.date_from <= day, e.date_to >= day)
+                             e.site_code).where(e.date_from <= day, e.date_to >= day,
+                                                e.withdrawn_at.is_(None))
     if not every_site:
         excuse_query = excuse_query.where(sa.or_(e.site_code.is_(None),
                                                  _in(conn, e.site_code, codes)))

@@ -312,6 +312,9 @@ excuses = sa.Table(
     sa.Column("source_device_id", sa.String(40), sa.ForeignKey("devices.device_id")),
     sa.Column("source_operator", sa.String(64)),
     sa.Column("received_at", UTCDateTime(), nullable=False),
+    # Withdrawn (server.excuses.withdraw_excuses): kept, but no longer decides any day.
+    sa.Column("withdrawn_at", UTCDateTime()),
+    sa.Column("withdrawn_by", sa.String(64)),  # a device id or an API key's label
     sa.CheckConstraint(_in("kind", EXCUSE_KINDS), name="kind"),
     sa.CheckConstraint("date_from <= date_to", name="dates"),
 )

@@ -8,6 +8,10 @@ Three kinds of sender:
   refuses the whole batch with 403, nothing stored;
 * diskominfo (API key): for anyone; recorded without a site, so the excuse
   applies wherever the person is expected on those days.
+
+``POST /excuses/withdraw`` takes the same items back: a device or an operator
+key withdraws excuses recorded for its site, diskominfo any (see
+server.excuses.withdraw_excuses).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from server.api.keyauth import authenticate_key, bearer_token
 from server.apikeys import is_api_key
 from server.db import utcnow
 from server.errors import ApiError
-from server.excuses import Source, store_excuses
+from server.excuses import Source, store_excuses, withdraw_excuses
 from server.schema import people, person_sites
 
 bp = Blueprint("excuses", __name__)
@@ -53,9 +57,43 @@ def push_excuses() -> Any:
     return reply({"results": results})
 
 
-def _check_people_of_site(conn: Connection, items: list[dict[str, Any]], site_code: str) -> None:
-    """403 unless every excuse's person belongs to ``site_code`` (see the module docstring)."""
-    ids = {item["person_id"] for item in items}
+@bp.post("/excuses/withdraw")
+def withdraw() -> Any:
+    """Withdraw excuses: a device or an operator key those of its site, diskominfo any."""
+    token = bearer_token()
+    if token is not None and is_api_key(token):
+        key = authenticate_key(token)
+        body = request_body(batch_key="withdrawals")
+        source = Source(site_code=key.site_code if not key.is_diskominfo else None,
+                        operator=key.label)
+        with engine().begin() as conn:
+            check = None
+            if not key.is_diskominfo:
+                site_code = key.site_code
+                assert site_code is not None
+
+                def check(new: list[int]) -> None:
+                    _check_people_of_site(conn, body["withdrawals"], site_code,
+                                          batch="withdrawals", only=set(new),
+                                          nothing="nothing withdrawn")
+            results = withdraw_excuses(conn, body["withdrawals"], source, utcnow(),
+                                       check_new=check)
+        return reply({"results": results})
+    device = authenticate()
+    body = request_body(batch_key="withdrawals")
+    source = Source(site_code=device["site_code"], device_id=device["device_id"])
+    with engine().begin() as conn:
+        results = withdraw_excuses(conn, body["withdrawals"], source, utcnow())
+    return reply({"results": results})
+
+
+def _check_people_of_site(conn: Connection, items: list[dict[str, Any]], site_code: str, *,
+                          batch: str = "excuses", only: set[int] | None = None,
+                          nothing: str = "nothing stored") -> None:
+    """403 unless every excuse's person (of the items at indexes ``only``, default all)
+    belongs to ``site_code`` (see the module docstring)."""
+    checked = [item if only is None or i in only else None for i, item in enumerate(items)]
+    ids = {item["person_id"] for item in checked if item is not None}
     here = set(conn.execute(sa.select(people.c.person_id).where(
         people.c.person_id.in_(ids), people.c.site_code == site_code)).scalars())
     ps = person_sites.c
@@ -64,7 +102,9 @@ def _check_people_of_site(conn: Connection, items: list[dict[str, Any]], site_co
             ps.person_id.in_(ids - here), ps.site_code == site_code)):
         spans[row.person_id].append((row.valid_from, row.valid_to))
     details = []
-    for index, item in enumerate(items):
+    for index, item in enumerate(checked):
+        if item is None:
+            continue
         person = item["person_id"]
         if person in here:
             continue
@@ -74,9 +114,9 @@ def _check_people_of_site(conn: Connection, items: list[dict[str, Any]], site_co
         if any(first <= end and (last is None or start <= last)
                for first, last in spans.get(person, ())):
             continue
-        details.append({"path": f"excuses[{index}].person_id",
+        details.append({"path": f"{batch}[{index}].person_id",
                         "message": f"{person} is not a person of site {site_code}"})
     if details:
         raise ApiError(403, "forbidden", f"{details[0]['path']}: {details[0]['message']}"
                        + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
-                       + "; nothing stored", details=details[:100])
+                       + f"; {nothing}", details=details[:100])
