@@ -4,13 +4,20 @@ They are kept in the edge's SQLite file and sent to the server by the sync
 worker (``POST /api/v1/excuses``, idempotent by ``excuse_id``); ``sent_at`` is
 set only once the server's reply names them, so a cut connection sends them
 again and the server answers ``duplicate``.
+
+An excuse recorded by mistake is withdrawn (:func:`withdraw_excuse`), never
+deleted: from then on it counts nowhere on this device and is no longer pushed;
+its withdrawal (``POST /api/v1/excuses/withdraw``, which carries the whole
+excuse) is sent instead, and ``withdrawal_sent_at`` is set once the reply names
+it. The excuse may be on the server already even when ``sent_at`` is empty (a
+push whose reply was cut), and a server that never had it stores it withdrawn.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable
 
@@ -24,7 +31,8 @@ KINDS = ("sakit", "izin", "dinas_luar", "cuti")
 PERSON_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,31}$")
 MAX_NOTE = 1000
 MAX_DAYS = 366
-_COLUMNS = "excuse_id, person_id, kind, date_from, date_to, note, created_at, created_by, sent_at"
+_COLUMNS = ("excuse_id, person_id, kind, date_from, date_to, note, created_at, created_by, "
+            "sent_at, withdrawn_at, withdrawn_by, withdrawal_sent_at")
 
 
 class ExcuseError(EdgeError, ValueError):
@@ -34,6 +42,10 @@ class ExcuseError(EdgeError, ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class UnknownExcuse(ExcuseError, LookupError):
+    """No excuse of that ``excuse_id`` on this device."""
 
 
 @dataclass(frozen=True)
@@ -47,12 +59,20 @@ class Excuse:
     created_at: str
     created_by: str
     sent_at: str | None = None
+    withdrawn_at: str | None = None
+    withdrawn_by: str | None = None
+    withdrawal_sent_at: str | None = None
+
+    @property
+    def is_withdrawn(self) -> bool:
+        return self.withdrawn_at is not None
 
     def covers(self, day: date) -> bool:
-        return self.date_from <= day <= self.date_to
+        """Whether this excuse decides ``day`` (a withdrawn one decides none)."""
+        return not self.is_withdrawn and self.date_from <= day <= self.date_to
 
     def payload(self) -> dict[str, Any]:
-        """The item of ``POST /excuses`` (docs/SYNC_API.md)."""
+        """The item of ``POST /excuses`` and of ``POST /excuses/withdraw`` (docs/SYNC_API.md)."""
         return {"excuse_id": self.excuse_id, "person_id": self.person_id, "kind": self.kind,
                 "date_from": self.date_from.isoformat(), "date_to": self.date_to.isoformat(),
                 "note": self.note}
@@ -86,22 +106,44 @@ def add_excuse(db: sqlite_utils.Database, *, person_id: str, kind: str, date_fro
                     created_by)
     with immediate(db) as conn:
         conn.execute(
-            f"INSERT INTO excuses ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            "INSERT INTO excuses (excuse_id, person_id, kind, date_from, date_to, note, "
+            "created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [excuse.excuse_id, person_id, kind, date_from.isoformat(), date_to.isoformat(),
              note, stamp, created_by])
     return excuse
 
 
+def withdraw_excuse(db: sqlite_utils.Database, excuse_id: str, *, withdrawn_by: str,
+                    now: datetime | None = None) -> Excuse:
+    """Withdraw an excuse: it stops counting here at once and its withdrawal waits to be
+    sent. Raises :class:`UnknownExcuse` for an unknown ``excuse_id`` and
+    :class:`ExcuseError` (field ``excuse_id``) for one already withdrawn."""
+    stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(
+        timespec="microseconds")
+    with immediate(db) as conn:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM excuses WHERE excuse_id = ?",
+                           [excuse_id]).fetchone()
+        if row is None:
+            raise UnknownExcuse("excuse_id", f"no excuse {excuse_id!r} on this device")
+        excuse = _excuse(row)
+        if excuse.is_withdrawn:
+            raise ExcuseError("excuse_id", f"already withdrawn at {excuse.withdrawn_at}")
+        conn.execute("UPDATE excuses SET withdrawn_at = ?, withdrawn_by = ? WHERE excuse_id = ?",
+                     [stamp, withdrawn_by, excuse_id])
+    return replace(excuse, withdrawn_at=stamp, withdrawn_by=withdrawn_by)
+
+
 def excuses_between(db: sqlite_utils.Database, first: date, last: date) -> list[Excuse]:
-    """Excuses that cover any day from ``first`` to ``last``, oldest first."""
+    """Excuses (not withdrawn) that cover any day from ``first`` to ``last``, oldest first."""
     rows = db.conn.execute(
         f"SELECT {_COLUMNS} FROM excuses WHERE date_from <= ? AND date_to >= ? "
-        "ORDER BY created_at, rowid", [last.isoformat(), first.isoformat()]).fetchall()
+        "AND withdrawn_at IS NULL ORDER BY created_at, rowid",
+        [last.isoformat(), first.isoformat()]).fetchall()
     return [_excuse(r) for r in rows]
 
 
 def excuse_by_person(excuses: Iterable[Excuse], day: date) -> dict[str, Excuse]:
-    """Each person's excuse for ``day``; the one recorded last wins."""
+    """Each person's excuse for ``day``; the one recorded last wins (withdrawn ones never)."""
     found: dict[str, Excuse] = {}
     for excuse in excuses:
         if excuse.covers(day):
@@ -110,7 +152,7 @@ def excuse_by_person(excuses: Iterable[Excuse], day: date) -> dict[str, Excuse]:
 
 
 def recent_excuses(db: sqlite_utils.Database, *, since: date, limit: int = 200) -> list[Excuse]:
-    """Excuses still running on or after ``since``, newest first."""
+    """Excuses still running on or after ``since``, newest first, withdrawn ones too."""
     rows = db.conn.execute(
         f"SELECT {_COLUMNS} FROM excuses WHERE date_to >= ? "
         "ORDER BY created_at DESC, rowid DESC LIMIT ?",
@@ -119,10 +161,28 @@ def recent_excuses(db: sqlite_utils.Database, *, since: date, limit: int = 200) 
 
 
 def unsent_excuses(db: sqlite_utils.Database, limit: int = 500) -> list[Excuse]:
+    """Excuses the server has not acknowledged, oldest first; never a withdrawn one (its
+    withdrawal carries it: :func:`unsent_withdrawals`)."""
     rows = db.conn.execute(
-        f"SELECT {_COLUMNS} FROM excuses WHERE sent_at IS NULL ORDER BY created_at, rowid "
-        "LIMIT ?", [limit]).fetchall()
+        f"SELECT {_COLUMNS} FROM excuses WHERE sent_at IS NULL AND withdrawn_at IS NULL "
+        "ORDER BY created_at, rowid LIMIT ?", [limit]).fetchall()
     return [_excuse(r) for r in rows]
+
+
+def unsent_withdrawals(db: sqlite_utils.Database, limit: int = 500) -> list[Excuse]:
+    """Withdrawn excuses whose withdrawal the server has not acknowledged, oldest first."""
+    rows = db.conn.execute(
+        f"SELECT {_COLUMNS} FROM excuses WHERE withdrawn_at IS NOT NULL "
+        "AND withdrawal_sent_at IS NULL ORDER BY withdrawn_at, rowid LIMIT ?",
+        [limit]).fetchall()
+    return [_excuse(r) for r in rows]
+
+
+def waiting_count(db: sqlite_utils.Database) -> int:
+    """Excuses and withdrawals waiting to be sent (the page's service box)."""
+    return db.conn.execute(
+        "SELECT count(*) FROM excuses WHERE (sent_at IS NULL AND withdrawn_at IS NULL) "
+        "OR (withdrawn_at IS NOT NULL AND withdrawal_sent_at IS NULL)").fetchone()[0]
 
 
 def mark_excuses_sent(db: sqlite_utils.Database, excuse_ids: list[str],
@@ -134,6 +194,19 @@ def mark_excuses_sent(db: sqlite_utils.Database, excuse_ids: list[str],
     with immediate(db) as conn:
         return sum(conn.execute(
             "UPDATE excuses SET sent_at = ? WHERE excuse_id = ? AND sent_at IS NULL",
+            [stamp, excuse_id]).rowcount for excuse_id in excuse_ids)
+
+
+def mark_withdrawals_sent(db: sqlite_utils.Database, excuse_ids: list[str],
+                          when: datetime | None = None) -> int:
+    """Note that the server has these withdrawals; returns how many were newly marked."""
+    if not excuse_ids:
+        return 0
+    stamp = (when or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    with immediate(db) as conn:
+        return sum(conn.execute(
+            "UPDATE excuses SET withdrawal_sent_at = ? WHERE excuse_id = ? "
+            "AND withdrawn_at IS NOT NULL AND withdrawal_sent_at IS NULL",
             [stamp, excuse_id]).rowcount for excuse_id in excuse_ids)
 
 

@@ -137,6 +137,17 @@ def m002_operator_page(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m003_excuse_withdrawals(db: sqlite_utils.Database) -> None:
+    """An excuse withdrawn on the page ("Batalkan") is kept, marked, and its withdrawal sent.
+
+    The row stays: an excuse pushed whose reply was lost may be on the server, so the
+    withdrawal (which carries the whole excuse) must still go. Compact, as m002.
+    """
+    for column in ("withdrawn_at", "withdrawn_by", "withdrawal_sent_at"):
+        db.execute(f"ALTER TABLE excuses ADD COLUMN {column} TEXT")
+
+
 class TapRecord(NamedTuple):
     """One row of the outbox: the tap record of ARCHITECTURE.md."""
 

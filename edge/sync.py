@@ -198,6 +198,11 @@ class SyncClient:
         """``POST /excuses``: idempotent by ``excuse_id`` (accepted or duplicate each)."""
         return self._call("POST", "/excuses", json_body={"excuses": excuses})
 
+    def push_withdrawals(self, withdrawals: list[dict[str, Any]]) -> dict[str, Any]:
+        """``POST /excuses/withdraw``: each item is the whole excuse (as for ``push_excuses``);
+        idempotent by ``excuse_id`` (withdrawn or duplicate each)."""
+        return self._call("POST", "/excuses/withdraw", json_body={"withdrawals": withdrawals})
+
     def push_card_requests(self, card_requests: list[dict[str, Any]]) -> dict[str, Any]:
         """``POST /cards/requests``: bind or lost, idempotent by ``request_id``."""
         return self._call("POST", "/cards/requests", json_body={"requests": card_requests})
@@ -289,6 +294,7 @@ class SyncReport:
     heartbeat: bool = False
     roster: str = ""
     excuses_sent: int = 0
+    withdrawals_sent: int = 0
     card_requests_sent: int = 0
     people: str = ""
     plans: int | None = None
@@ -312,6 +318,8 @@ class SyncReport:
             parts.append(f"roster {self.roster}")
         if self.excuses_sent:
             parts.append(f"sent {self.excuses_sent} excuse(s)")
+        if self.withdrawals_sent:
+            parts.append(f"sent {self.withdrawals_sent} excuse withdrawal(s)")
         if self.card_requests_sent:
             parts.append(f"sent {self.card_requests_sent} card request(s)")
         if self.people:
@@ -512,6 +520,31 @@ class SyncWorker:
             if len(set(named)) < len(batch):
                 raise SyncError(f"server acknowledged {len(set(named))} of {len(batch)} excuses")
 
+    def withdrawals_once(self, report: SyncReport) -> None:
+        """Send every unsent withdrawal of an excuse; each is marked sent once the reply
+        names it (``withdrawn``, or ``duplicate``: it was withdrawn already)."""
+        while self._offered("withdrawals") and not self._stop.is_set():
+            batch = self.outbox.call(excuses.unsent_withdrawals, self.batch_size)
+            if not batch:
+                return
+            try:
+                reply = self.client.push_withdrawals([e.payload() for e in batch])
+            except Rejected as exc:
+                self._note(report, "withdrawals", exc)
+                return
+            sent = {e.excuse_id for e in batch}
+            results = reply.get("results")
+            if not isinstance(results, list):
+                raise SyncError("reply to POST /excuses/withdraw has no results list")
+            named = [r["excuse_id"] for r in results if isinstance(r, dict)
+                     and r.get("excuse_id") in sent and r.get("status") in ("withdrawn",
+                                                                              "duplicate")]
+            report.withdrawals_sent += self.outbox.call(excuses.mark_withdrawals_sent, named)
+            self._note_server_time(reply, report)
+            if len(set(named)) < len(batch):
+                raise SyncError(f"server acknowledged {len(set(named))} of {len(batch)} "
+                                "withdrawals")
+
     def card_requests_once(self, report: SyncReport) -> None:
         """Send every unsent card request; each is marked sent with the server's answer."""
         while self._offered("card requests") and not self._stop.is_set():
@@ -577,8 +610,9 @@ class SyncWorker:
 
     # -- rounds --------------------------------------------------------------------------------
     def run_round(self, *, force: bool = False) -> SyncReport:
-        """Push everything unsent (taps, then excuses and card requests), then heartbeat and
-        roster (with the day plans and the site's people) when due (or ``force``)."""
+        """Push everything unsent (taps, then excuses, their withdrawals and card requests),
+        then heartbeat and roster (with the day plans and the site's people) when due (or
+        ``force``)."""
         report = SyncReport()
         with self._round_lock:
             try:
@@ -587,6 +621,7 @@ class SyncWorker:
                 while self.push_once(report) and not self._stop.is_set():
                     pass
                 self.excuses_once(report)
+                self.withdrawals_once(report)
                 self.card_requests_once(report)
                 now = time.monotonic()
                 if force or now >= self._next_heartbeat:

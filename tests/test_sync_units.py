@@ -59,3 +59,49 @@ def test_enrolment_token_file_is_private(tmp_path):
     loaded = load_enrolment(info, token)
     assert loaded.token == "s3cret" and loaded.device_id == "dev_1"
     assert "s3cret" not in repr(loaded)
+
+
+class WithdrawalServer:
+    """A stand-in for the client's one call: answers each withdrawal as told."""
+
+    def __init__(self, answers):
+        self.answers = answers
+        self.bodies = []
+
+    def push_withdrawals(self, items):
+        self.bodies.append(items)
+        return {"results": [{"excuse_id": i["excuse_id"], "status": self.answers(i)}
+                            for i in items] + [{"excuse_id": "never-sent", "status": "withdrawn"},
+                                               "garbage"]}
+
+
+def test_only_withdrawals_the_reply_names_are_marked_sent(tmp_path):
+    from datetime import date
+
+    from edge import excuses
+    from edge.clock import Clock
+    from edge.outbox import Outbox
+    from edge.sync import SyncReport, SyncWorker
+
+    with Outbox(tmp_path / "edge.db") as outbox:
+        made = [outbox.call(excuses.add_excuse, person_id=f"00512345{i:02d}", kind="izin",
+                            date_from=date(2026, 11, 20), date_to=date(2026, 11, 20), note="",
+                            created_by="guru") for i in range(3)]
+        kept = outbox.call(excuses.add_excuse, person_id="0051234599", kind="sakit",
+                           date_from=date(2026, 11, 20), date_to=date(2026, 11, 20), note="",
+                           created_by="guru")
+        for excuse in made:
+            outbox.call(excuses.withdraw_excuse, excuse.excuse_id, withdrawn_by="guru")
+        maybe = made[2].excuse_id
+        server = WithdrawalServer(lambda i: "maybe" if i["excuse_id"] == maybe else
+                                  "duplicate" if i["excuse_id"] == made[1].excuse_id
+                                  else "withdrawn")
+        worker = SyncWorker(outbox, server, device_id="dev_1", clock=Clock())
+        report = SyncReport()
+        with pytest.raises(SyncError, match="acknowledged 2 of 3 withdrawals"):
+            worker.withdrawals_once(report)
+        assert report.withdrawals_sent == 2
+        assert server.bodies == [[e.payload() for e in made]]  # the whole excuses, not `kept`
+        assert [e.excuse_id for e in outbox.call(excuses.unsent_withdrawals)] == [maybe]
+        assert outbox.call(excuses.unsent_excuses) == [kept]
+        assert "sent 2 excuse withdrawal(s)" in report.summary()

@@ -132,8 +132,16 @@ CATALOG: dict[str, dict[str, str]] = {
         "excuse.pick_kind": "Pilih keterangannya.",
         "excuse.bad_date": "Tanggal tidak sah.",
         "excuse.order": "Tanggal akhir sebelum tanggal mulai.",
+        "excuse.withdraw": "Batalkan",
+        "excuse.withdraw_confirm": "Batalkan {kind} {name} ({days})? Keterangan ini tidak "
+                                   "berlaku lagi, di perangkat ini dan di server.",
+        "excuse.withdrawn": "{name}: {kind} ({days}) dibatalkan. Akan dikirim ke server.",
+        "excuse.already_withdrawn": "Keterangan ini sudah dibatalkan.",
+        "excuse.withdrawn_at": "Dibatalkan {when}",
         "sync.sent": "terkirim {when}",
         "sync.waiting": "menunggu dikirim",
+        "sync.withdrawal_sent": "pembatalan terkirim {when}",
+        "sync.withdrawal_waiting": "pembatalan menunggu dikirim",
         "cards.title": "Kartu",
         "enrol.title": "Daftarkan kartu baru",
         "enrol.hint": "Pilih orangnya, tekan tombol, lalu tempelkan kartu barunya ke pembaca "
@@ -303,8 +311,16 @@ CATALOG: dict[str, dict[str, str]] = {
         "excuse.pick_kind": "Choose the kind.",
         "excuse.bad_date": "Not a valid date.",
         "excuse.order": "The end date is before the start date.",
+        "excuse.withdraw": "Withdraw",
+        "excuse.withdraw_confirm": "Withdraw {kind} for {name} ({days})? It will no longer "
+                                   "count, on this device or on the server.",
+        "excuse.withdrawn": "{name}: {kind} ({days}) withdrawn. It will be sent to the server.",
+        "excuse.already_withdrawn": "This excuse was already withdrawn.",
+        "excuse.withdrawn_at": "Withdrawn {when}",
         "sync.sent": "sent {when}",
         "sync.waiting": "waiting to be sent",
+        "sync.withdrawal_sent": "withdrawal sent {when}",
+        "sync.withdrawal_waiting": "withdrawal waiting to be sent",
         "cards.title": "Cards",
         "enrol.title": "Enrol a new card",
         "enrol.hint": "Choose the person, press the button, then hold the new card to the "

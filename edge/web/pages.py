@@ -6,11 +6,12 @@ from datetime import date, timedelta
 from typing import Any
 
 import sqlite_utils
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from edge import attendance, cards, daily
 from edge import settings as remote_settings
-from edge.excuses import KINDS, ExcuseError, add_excuse, recent_excuses
+from edge.excuses import (KINDS, Excuse, ExcuseError, UnknownExcuse, add_excuse, recent_excuses,
+                          waiting_count, withdraw_excuse)
 from edge.people import Person, find_person, groups, site_people
 from edge.web import edge_context, operator
 from edge.web.db import get_db
@@ -30,8 +31,7 @@ def service_state() -> dict[str, Any]:
     """The reader and sync state from the running service, ready to show."""
     status = edge_context().service_status()
     db = get_db()
-    waiting_excuses = db.conn.execute(
-        "SELECT count(*) FROM excuses WHERE sent_at IS NULL").fetchone()[0]
+    waiting_excuses = waiting_count(db)  # withdrawals waiting to be sent count too
     waiting_cards = db.conn.execute(
         "SELECT count(*) FROM card_requests WHERE sent_at IS NULL").fetchone()[0]
     if status is None:
@@ -169,6 +169,12 @@ def _parse_date(text: str, field: str, errors: dict[str, str]) -> date | None:
         return None
 
 
+def excuse_days(excuse: Excuse) -> str:
+    """"2026-11-20", or "2026-11-20 – 2026-11-22" for several days."""
+    first, last = excuse.date_from.isoformat(), excuse.date_to.isoformat()
+    return first if first == last else f"{first} – {last}"
+
+
 @bp.route("/excuses", methods=["GET", "POST"])
 def excuses() -> Any:
     db = get_db()
@@ -203,8 +209,28 @@ def excuses() -> Any:
     listed = recent_excuses(db, since=day - timedelta(days=7))
     return render_template("excuses.html", people=people, names=names, form=form,
                            errors=errors, kinds=KINDS, excuses=listed,
-                           status_label=status_label, format_when=format_when), \
+                           status_label=status_label, format_when=format_when,
+                           excuse_days=excuse_days), \
         400 if errors else 200
+
+
+@bp.post("/excuses/<excuse_id>/withdraw")
+def withdraw(excuse_id: str) -> Any:
+    """Withdraw ("Batalkan") an excuse recorded by mistake; the server is told at the next
+    sync. An unknown excuse is a 404; one already withdrawn is said so."""
+    db = get_db()
+    try:
+        excuse = withdraw_excuse(db, excuse_id, withdrawn_by=operator())
+    except UnknownExcuse:
+        abort(404)
+    except ExcuseError:
+        flash(t("excuse.already_withdrawn"), "error")
+    else:
+        edge_context().nudge_sync()
+        person = find_person(db, excuse.person_id)
+        flash(t("excuse.withdrawn", name=person.label if person else excuse.person_id,
+                kind=status_label(excuse.kind), days=excuse_days(excuse)), "ok")
+    return redirect(url_for("pages.excuses"))
 
 
 @bp.get("/cards")

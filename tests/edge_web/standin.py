@@ -1,10 +1,11 @@
 """A stand-in for a central server of the previous release.
 
-That release had no ``POST /api/v1/cards/requests`` and no ``GET
-/api/v1/roster/people``: it answers 404 there. Only the current server's code is
-here, so that older server cannot be run; this small Flask app plays it, in
-front of a real (current) central server: the two new endpoints answer 404 as a
-route the old server does not have, every other request is forwarded unchanged.
+That release had no ``POST /api/v1/cards/requests``, no ``GET
+/api/v1/roster/people`` and no ``POST /api/v1/excuses/withdraw``: it answers 404
+there. Only the current server's code is here, so that older server cannot be
+run; this small Flask app plays it, in front of a real (current) central server:
+the new endpoints answer 404 as a route the old server does not have, every
+other request is forwarded unchanged.
 Everything else the edge tests use is the real server.
 """
 
@@ -18,7 +19,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
 #: What the previous release lacks.
-NEW_ENDPOINTS = ("api/v1/cards/requests", "api/v1/roster/people")
+NEW_ENDPOINTS = ("api/v1/cards/requests", "api/v1/roster/people", "api/v1/excuses/withdraw")
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-encoding",
                "content-length", "server", "date"}
 

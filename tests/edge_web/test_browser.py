@@ -193,6 +193,61 @@ def test_mark_a_student_sick_and_see_it_reach_the_server(site, browser_page):
     expect(page.locator("tr[data-person='0051234568']")).to_contain_text("Sakit")
 
 
+def test_withdraw_an_excuse_recorded_for_the_wrong_person(site, browser_page):
+    """Record, see it sent, "Batalkan" (a cancelled confirm changes nothing), and the
+    withdrawal reaches the server; the excuse stays listed, struck through."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    login(page, site)
+    page.goto(site.web + "/excuses")
+    page.select_option("select[name=person_id]", school.CITRA.nisn)
+    page.check("input[name=kind][value=izin]")
+    page.fill("textarea[name=note]", "salah orang")
+    page.click("#excuse-form button[type=submit]")
+    expect(page.locator(".flash.ok")).to_contain_text("Citra Lestari: Izin dicatat")
+    ((excuse_id,),) = site.edge_rows("SELECT excuse_id FROM excuses WHERE person_id = ? "
+                                     "AND note = 'salah orang'", school.CITRA.nisn)
+    on_server = "SELECT withdrawn_at FROM excuses WHERE excuse_id = ?"
+    wait_for(lambda: site.server_rows(on_server, excuse_id) == [(None,)], 30,
+             "the excuse on the server")
+    page.reload()
+    item = page.locator(f"#excuse-list li[data-excuse='{excuse_id}']")
+    expect(item).to_contain_text("terkirim")
+
+    asked = []
+
+    def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss() if len(asked) == 1 else dialog.accept()
+
+    page.on("dialog", answer)
+    item.locator("button", has_text="Batalkan").click()  # dismissed: nothing happens
+    assert asked and asked[0].startswith("Batalkan Izin Citra Lestari")
+    expect(item).not_to_have_class("withdrawn")
+    assert site.edge_rows("SELECT withdrawn_at FROM excuses WHERE excuse_id = ?",
+                          excuse_id) == [(None,)]
+    item.locator("button", has_text="Batalkan").click()  # accepted
+    expect(page.locator(".flash.ok")).to_contain_text("Citra Lestari: Izin (")
+    expect(page.locator(".flash.ok")).to_contain_text("dibatalkan. Akan dikirim ke server.")
+    expect(item).to_have_class("withdrawn")
+    expect(item).to_contain_text("Dibatalkan")
+    expect(item.locator("button")).to_have_count(0)
+    assert item.locator(".what").first.evaluate(
+        "node => getComputedStyle(node).textDecorationLine") == "line-through"
+    wait_for(lambda: site.server_rows(on_server, excuse_id) != [(None,)], 30,
+             "the withdrawal on the server")
+    wait_for(lambda: site.edge_rows("SELECT withdrawal_sent_at FROM excuses "
+                                    "WHERE excuse_id = ?", excuse_id) != [(None,)], 30,
+             "the server's answer to the withdrawal")
+    page.reload()
+    expect(item).to_contain_text("pembatalan terkirim")
+    page.goto(site.web + "/roster?group=VII-B")
+    status = page.locator(f"tr[data-person='{school.CITRA.nisn}'] td").nth(3)
+    expect(status).not_to_be_empty()
+    expect(status).not_to_contain_text("Izin")
+
+
 def test_enrol_an_unknown_card(site, browser_page):
     from playwright.sync_api import expect
 

@@ -14,7 +14,8 @@ from edge.web import create_app
 from tests.edge_web.conftest import PASSWORD, csrf_token, login, make_config
 
 PUBLIC = {"static", "auth.login", "i18n.switch"}
-URL_VALUES = {"code": "en", "filename": "style.css"}
+URL_VALUES = {"code": "en", "filename": "style.css",
+              "excuse_id": "00000000-0000-4000-8000-000000000000"}
 
 
 def routes(app):

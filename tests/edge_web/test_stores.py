@@ -49,7 +49,7 @@ def test_m001_is_kept_and_m002_upgrades_an_existing_database(tmp_path):
     with Outbox(path) as outbox:
         assert [t.event_id for t in outbox.taps()] == ["e1"]
         applied = [m.name for m in migrations.applied(outbox.db)]
-        assert applied == ["m001_initial", "m002_operator_page"]
+        assert applied == ["m001_initial", "m002_operator_page", "m003_excuse_withdrawals"]
         assert {"operators", "excuses", "card_requests", "people"} <= set(
             outbox.db.table_names())
 

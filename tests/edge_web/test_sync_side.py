@@ -19,7 +19,7 @@ from edge import cards, daily, excuses
 from edge.attendance import parse_plans
 from edge.clock import Clock
 from edge.config import WebConfig, load_config
-from edge.outbox import Outbox
+from edge.outbox import Outbox, immediate
 from edge.people import site_people
 from edge.sync import SyncError, SyncReport, build_sync_worker
 from tests.edge_process import edge_cmd, write_config
@@ -27,7 +27,7 @@ from tests.edge_web import school
 from tests.edge_web.conftest import ROSTER
 from tests.edge_web.standin import PreviousReleaseServer
 from tests.fault_proxy import FaultProxy
-from tests.sync_env import CentralServer
+from tests.sync_env import CentralServer, wait_for
 
 # Pupils of the school without a card, each for one test (the server is shared).
 FAJAR = school.Student("0051234571", "Fajar Nugroho", "L", "VII-A")
@@ -82,10 +82,11 @@ def server_excuses(server: CentralServer) -> list[tuple]:
                                "source_device_id FROM excuses")
 
 
-def enrolled_worker(tmp_path: Path, server: CentralServer, url: str):
+def enrolled_worker(tmp_path: Path, server: CentralServer, url: str, *,
+                    site: str = school.NPSN):
     config = write_config(tmp_path, extra=f'[sync]\nserver_url = "{url}"\ntimeout_seconds = 3\n'
                                           'batch_size = 7\n')
-    edge_cmd(config, "enroll", "--server", server.url, "--code", server.claim_code())
+    edge_cmd(config, "enroll", "--server", server.url, "--code", server.claim_code(site))
     cfg = load_config(config, environ={})
     outbox = Outbox(cfg.database_path)
     worker = build_sync_worker(cfg, outbox, Clock())
@@ -366,3 +367,178 @@ def test_card_requests_and_people_with_the_real_server(tmp_path, server):
     finally:
         worker.client.close()
         outbox.close()
+
+
+# -- withdrawing an excuse ("Batalkan") ------------------------------------------------------------
+def attendance_days(server: CentralServer, person_id: str, first: date,
+                    last: date) -> list[tuple]:
+    """(day, status, excuse_id) of the server's reconciled days of ``person_id``."""
+    return server_rows(server, "SELECT day, status, excuse_id FROM attendance_days "
+                               "WHERE person_id = ? AND day BETWEEN ? AND ? ORDER BY day",
+                       person_id, first.isoformat(), last.isoformat())
+
+
+def server_withdrawals(server: CentralServer, *excuse_ids: str) -> dict[str, tuple]:
+    marks = ", ".join("?" for _ in excuse_ids)
+    return {row[0]: row[1:] for row in server_rows(
+        server, "SELECT excuse_id, person_id, kind, date_from, date_to, source_device_id, "
+                f"withdrawn_by, withdrawn_at IS NOT NULL FROM excuses WHERE excuse_id IN "
+                f"({marks})", *excuse_ids)}
+
+
+def test_withdrawals_reach_the_server_once_and_its_days_lose_the_excuse(tmp_path, server):
+    """An excuse sent, then withdrawn; another withdrawn before it was ever sent; the reply
+    to the withdrawal cut: the server ends with both withdrawn, once, and decides the days
+    again without the excuse."""
+    first = school_today() - timedelta(days=6)
+    last = school_today() - timedelta(days=1)
+    citra = school.CITRA.nisn
+    with FaultProxy(("127.0.0.1", server.port)) as proxy:
+        outbox, worker = pulled_worker(tmp_path, server, proxy.url)
+        try:
+            sick = outbox.call(excuses.add_excuse, person_id=citra, kind="sakit",
+                               date_from=first, date_to=last, note="salah orang",
+                               created_by="guru")
+            sent = SyncReport()
+            worker.excuses_once(sent)
+            assert sent.excuses_sent == 1
+            server.cli("reconcile", "--date", first.isoformat(), "--to", last.isoformat(),
+                       "--site", school.NPSN)
+            days = attendance_days(server, citra, first, last)
+            assert {status for _, status, _ in days} <= {"S", "LIBUR"}, days
+            assert [e for _, status, e in days if status == "S"], days
+            assert {e for _, status, e in days if status == "S"} == {sick.excuse_id}
+
+            never = outbox.call(excuses.add_excuse, person_id=GITA.nisn, kind="izin",
+                                date_from=last, date_to=last, note="", created_by="guru")
+            for item in (sick, never):
+                outbox.call(excuses.withdraw_excuse, item.excuse_id, withdrawn_by="guru")
+            assert outbox.call(excuses.unsent_excuses) == []  # the withdrawal carries it
+
+            proxy.mode = "drop_after_request"  # withdrawn there, the reply lost on the way
+            with pytest.raises(SyncError):
+                worker.withdrawals_once(SyncReport())
+            assert proxy.stats["drop_after_request"] == 1
+            assert len(outbox.call(excuses.unsent_withdrawals)) == 2
+            assert {k: v[-1] for k, v in server_withdrawals(
+                server, sick.excuse_id, never.excuse_id).items()} == {sick.excuse_id: 1,
+                                                                      never.excuse_id: 1}
+
+            proxy.mode = "pass"
+            report = worker.run_round(force=True)
+            assert report.error is None, report.error
+            assert (report.excuses_sent, report.withdrawals_sent) == (0, 2)
+            assert "sent 2 excuse withdrawal(s)" in report.summary()
+            assert outbox.call(excuses.unsent_withdrawals) == []
+            listed = {e.excuse_id: e for e in outbox.call(excuses.recent_excuses,
+                                                          since=first)}
+            assert listed[never.excuse_id].sent_at is None  # never pushed as an excuse
+            assert listed[never.excuse_id].withdrawal_sent_at is not None
+
+            # A push of the excuse that still arrives is a duplicate and applies nowhere;
+            # the same withdrawal again changes nothing either.
+            late = worker.client.push_excuses([never.payload()])
+            assert [(r["excuse_id"], r["status"]) for r in late["results"]] == [
+                (never.excuse_id, "duplicate")]
+            again = worker.client.push_withdrawals([sick.payload(), never.payload()])
+            assert [r["status"] for r in again["results"]] == ["duplicate", "duplicate"]
+        finally:
+            worker.client.close()
+            outbox.close()
+    stored = server_withdrawals(server, sick.excuse_id, never.excuse_id)
+    assert stored == {
+        sick.excuse_id: (citra, "sakit", first.isoformat(), last.isoformat(),
+                         worker.device_id, worker.device_id, 1),
+        never.excuse_id: (GITA.nisn, "izin", last.isoformat(), last.isoformat(),
+                          worker.device_id, worker.device_id, 1)}
+    assert server_rows(server, "SELECT count(*) FROM excuses WHERE excuse_id IN (?, ?)",
+                       sick.excuse_id, never.excuse_id) == [(2,)]
+
+    def decided_again() -> list[tuple]:
+        server.cli("reconcile", "--queued")  # the withdrawal queued the days it covered
+        days = attendance_days(server, citra, first, last)
+        return days if days and all(status != "S" for _, status, _ in days) else []
+
+    days = wait_for(decided_again, 60, "Citra's days decided again without the excuse")
+    assert {status for _, status, _ in days} <= {"A", "LIBUR"}, days
+    assert "A" in {status for _, status, _ in days}, days
+    assert all(excuse_id is None for _, _, excuse_id in days), days
+
+
+def test_an_excuse_of_another_site_is_not_withdrawn(tmp_path, server):
+    """The server refuses (403) a withdrawal naming an excuse another school recorded: the
+    round goes on, the withdrawal waits (for a person to look), nothing changes there."""
+    (tmp_path / "here").mkdir()
+    (tmp_path / "there").mkdir()
+    here_box, here = enrolled_worker(tmp_path / "here", server, server.url)
+    there_box, there = enrolled_worker(tmp_path / "there", server, server.url,
+                                       site=school.OTHER_NPSN)
+    try:
+        day = school_today() + timedelta(days=30)
+        theirs = here_box.call(excuses.add_excuse, person_id=school.SITI.nisn, kind="izin",
+                               date_from=day, date_to=day, note="", created_by="guru")
+        sent = SyncReport()
+        here.excuses_once(sent)
+        assert sent.excuses_sent == 1
+        # The other school's device holds an excuse of the same id (copied by hand, say).
+        with immediate(there_box.db) as conn:
+            conn.execute("INSERT INTO excuses (excuse_id, person_id, kind, date_from, date_to, "
+                         "note, created_at, created_by, sent_at) VALUES (?, ?, 'izin', ?, ?, "
+                         "'', ?, 'guru', ?)", [theirs.excuse_id, RINA.nisn, day.isoformat(),
+                                               day.isoformat(), theirs.created_at,
+                                               theirs.created_at])
+        there_box.call(excuses.withdraw_excuse, theirs.excuse_id, withdrawn_by="guru")
+        report = there.run_round(force=True)
+        assert report.error is None and report.heartbeat
+        assert report.withdrawals_sent == 0
+        refused = [n for n in report.notes if n.startswith("withdrawals refused")]
+        assert refused and "403" in refused[0], report.notes
+        assert [e.excuse_id for e in there_box.call(excuses.unsent_withdrawals)] == [
+            theirs.excuse_id]
+        again = there.run_round()  # not offered again before the next roster interval
+        assert again.error is None and not again.notes
+    finally:
+        for box, worker in ((here_box, here), (there_box, there)):
+            worker.client.close()
+            box.close()
+    assert server_withdrawals(server, theirs.excuse_id) == {
+        theirs.excuse_id: (school.SITI.nisn, "izin", day.isoformat(), day.isoformat(),
+                           here.device_id, None, 0)}
+
+
+def test_a_server_without_withdrawals_keeps_them_waiting(tmp_path, server):
+    """A server of the previous release (404 on POST /excuses/withdraw): the round goes on,
+    the withdrawal waits for its upgrade, and the withdrawn excuse is not pushed instead."""
+    with PreviousReleaseServer(server.url) as previous:
+        outbox, worker = enrolled_worker(tmp_path, server, previous.url)
+        try:
+            wrong = outbox.call(excuses.add_excuse, person_id=school.EKA.nisn, kind="cuti",
+                                date_from=school_today(), date_to=school_today(), note="",
+                                created_by="guru")
+            outbox.call(excuses.withdraw_excuse, wrong.excuse_id, withdrawn_by="guru")
+            report = worker.run_round(force=True)
+            assert report.error is None and report.heartbeat and report.roster
+            assert "withdrawals: the server does not offer this yet" in report.notes
+            assert (report.excuses_sent, report.withdrawals_sent) == (0, 0)
+            assert [e.excuse_id for e in outbox.call(excuses.unsent_withdrawals)] == [
+                wrong.excuse_id]
+        finally:
+            worker.client.close()
+            outbox.close()
+    assert server_withdrawals(server, wrong.excuse_id) == {}
+
+
+def test_withdrawal_payload_matches_the_servers_schema(tmp_path):
+    """Every withdrawal the edge can send is valid for the server's OpenAPI document."""
+    outbox = Outbox(tmp_path / "edge.db")
+    try:
+        for kind in excuses.KINDS:
+            made = outbox.call(excuses.add_excuse, person_id="198703152010012003", kind=kind,
+                               date_from=date(2026, 11, 20), date_to=date(2026, 11, 21),
+                               note="salah tanggal", created_by="guru")
+            outbox.call(excuses.withdraw_excuse, made.excuse_id, withdrawn_by="guru")
+        body = {"withdrawals": [e.payload() for e in outbox.call(excuses.unsent_withdrawals)]}
+    finally:
+        outbox.close()
+    assert len(body["withdrawals"]) == len(excuses.KINDS)
+    assert _schema_errors("WithdrawalBatch", body) == []
