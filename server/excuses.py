@@ -15,6 +15,7 @@ and a late push of it is a ``duplicate`` that never applies.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Callable
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from server.db import insert_for
 from server.errors import ApiError
-from server.schema import excuses
+from server.schema import excuses, people, person_sites
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +157,39 @@ def withdraw_excuses(conn: Connection, items: list[dict[str, Any]], source: Sour
         # Stored already withdrawn: a late push of the same excuse is then a duplicate.
         conn.execute(insert_for(conn, excuses).on_conflict_do_nothing(), list(unknown.values()))
     return results
+
+
+def check_people_of_site(conn: Connection, items: list[dict[str, Any]], site_code: str, *,
+                          batch: str = "excuses", only: set[int] | None = None,
+                          nothing: str = "nothing stored") -> None:
+    """403 unless every excuse's person (of the items at indexes ``only``, default all) is a
+    person of ``site_code``: registered there now, or assigned there on a day the excuse
+    covers. The error's details name each other item (``excuses[1].person_id``)."""
+    checked = [item if only is None or i in only else None for i, item in enumerate(items)]
+    ids = {item["person_id"] for item in checked if item is not None}
+    here = set(conn.execute(sa.select(people.c.person_id).where(
+        people.c.person_id.in_(ids), people.c.site_code == site_code)).scalars())
+    ps = person_sites.c
+    spans: dict[str, list[tuple[date, date | None]]] = defaultdict(list)
+    for row in conn.execute(sa.select(ps.person_id, ps.valid_from, ps.valid_to).where(
+            ps.person_id.in_(ids - here), ps.site_code == site_code)):
+        spans[row.person_id].append((row.valid_from, row.valid_to))
+    details = []
+    for index, item in enumerate(checked):
+        if item is None:
+            continue
+        person = item["person_id"]
+        if person in here:
+            continue
+        start, end = date.fromisoformat(item["date_from"]), date.fromisoformat(item["date_to"])
+        if end < start:
+            continue  # refused as a bad request by store_excuses, which says why
+        if any(first <= end and (last is None or start <= last)
+               for first, last in spans.get(person, ())):
+            continue
+        details.append({"path": f"{batch}[{index}].person_id",
+                        "message": f"{person} is not a person of site {site_code}"})
+    if details:
+        raise ApiError(403, "forbidden", f"{details[0]['path']}: {details[0]['message']}"
+                       + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
+                       + f"; {nothing}", details=details[:100])

@@ -16,21 +16,15 @@ server.excuses.withdraw_excuses).
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import date
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Blueprint
-from sqlalchemy.engine import Connection
 
 from server.api import authenticate, engine, reply, request_body
 from server.api.keyauth import authenticate_key, bearer_token
 from server.apikeys import is_api_key
 from server.db import utcnow
-from server.errors import ApiError
-from server.excuses import Source, store_excuses, withdraw_excuses
-from server.schema import people, person_sites
+from server.excuses import Source, check_people_of_site, store_excuses, withdraw_excuses
 
 bp = Blueprint("excuses", __name__)
 
@@ -46,7 +40,7 @@ def push_excuses() -> Any:
         with engine().begin() as conn:
             if not key.is_diskominfo:
                 assert key.site_code is not None
-                _check_people_of_site(conn, body["excuses"], key.site_code)
+                check_people_of_site(conn, body["excuses"], key.site_code)
             results = store_excuses(conn, body["excuses"], source, utcnow())
         return reply({"results": results})
     device = authenticate()
@@ -73,7 +67,7 @@ def withdraw() -> Any:
                 assert site_code is not None
 
                 def check(new: list[int]) -> None:
-                    _check_people_of_site(conn, body["withdrawals"], site_code,
+                    check_people_of_site(conn, body["withdrawals"], site_code,
                                           batch="withdrawals", only=set(new),
                                           nothing="nothing withdrawn")
             results = withdraw_excuses(conn, body["withdrawals"], source, utcnow(),
@@ -85,38 +79,3 @@ def withdraw() -> Any:
     with engine().begin() as conn:
         results = withdraw_excuses(conn, body["withdrawals"], source, utcnow())
     return reply({"results": results})
-
-
-def _check_people_of_site(conn: Connection, items: list[dict[str, Any]], site_code: str, *,
-                          batch: str = "excuses", only: set[int] | None = None,
-                          nothing: str = "nothing stored") -> None:
-    """403 unless every excuse's person (of the items at indexes ``only``, default all)
-    belongs to ``site_code`` (see the module docstring)."""
-    checked = [item if only is None or i in only else None for i, item in enumerate(items)]
-    ids = {item["person_id"] for item in checked if item is not None}
-    here = set(conn.execute(sa.select(people.c.person_id).where(
-        people.c.person_id.in_(ids), people.c.site_code == site_code)).scalars())
-    ps = person_sites.c
-    spans: dict[str, list[tuple[date, date | None]]] = defaultdict(list)
-    for row in conn.execute(sa.select(ps.person_id, ps.valid_from, ps.valid_to).where(
-            ps.person_id.in_(ids - here), ps.site_code == site_code)):
-        spans[row.person_id].append((row.valid_from, row.valid_to))
-    details = []
-    for index, item in enumerate(checked):
-        if item is None:
-            continue
-        person = item["person_id"]
-        if person in here:
-            continue
-        start, end = date.fromisoformat(item["date_from"]), date.fromisoformat(item["date_to"])
-        if end < start:
-            continue  # refused as a bad request by store_excuses, which says why
-        if any(first <= end and (last is None or start <= last)
-               for first, last in spans.get(person, ())):
-            continue
-        details.append({"path": f"{batch}[{index}].person_id",
-                        "message": f"{person} is not a person of site {site_code}"})
-    if details:
-        raise ApiError(403, "forbidden", f"{details[0]['path']}: {details[0]['message']}"
-                       + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
-                       + f"; {nothing}", details=details[:100])

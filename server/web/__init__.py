@@ -20,7 +20,8 @@ adds to the app (:func:`init_app`):
   the dashboard.
 
 Pages: :mod:`server.web.auth` (login, logout, account) and
-:mod:`server.web.views` (attendance, recap, charts, anomalies, fleet).
+:mod:`server.web.views` (attendance, recap, charts, anomalies, fleet) and
+:mod:`server.web.excuse_views` (excuses: recording and withdrawing them).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def init_app(app: Flask) -> None:
     from flask_limiter.util import get_remote_address
     from flask_wtf.csrf import CSRFProtect
 
-    from server.web import auth, views  # noqa: F401 - the blueprint's routes
+    from server.web import auth, excuse_views, views  # noqa: F401 - the blueprint's routes
 
     timeout = float(app.config.get("SESSION_TIMEOUT_MINUTES") or 30)
     app.config.update(

@@ -209,6 +209,43 @@ def test_an_operator_sees_only_the_own_site(browser_page: Any, live: Live) -> No
     assert page.locator("select[name=site]").count() == 0  # nothing else to choose
 
 
+def test_an_operator_records_and_withdraws_an_excuse(browser_page: Any, live: Live) -> None:
+    page = browser_page
+    log_in(page, live, OPERATOR)
+    page.click("nav.menu a[href$='/dashboard/excuses']")
+    person = live.city.people["20401234"][0]
+    # A Sunday long before the city's month: the excuse changes none of its days.
+    page.goto(live("/dashboard/excuses?month=2026-01"))
+    page.select_option("#person_id", person)
+    page.select_option("#kind", "izin")
+    page.fill("#date_from", "2026-01-04")
+    page.fill("#date_to", "2026-01-04")
+    page.fill("#note", "acara keluarga")
+    page.click("#excuse-form button[type=submit]")
+    page.wait_for_url("**/dashboard/excuses?month=2026-01")
+    assert "Keterangan dicatat" in page.locator("main").inner_text()
+    row = page.locator("#excuse-table tbody tr[data-excuse]")
+    assert row.count() == 1 and "acara keluarga" in row.inner_text()
+    assert row.get_attribute("class") != "withdrawn"
+    shot(page, "dashboard-excuses")
+
+    answers = iter([False, True])  # "Cancel" first: nothing happens; then "OK"
+    asked: list[str] = []
+
+    def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if next(answers) else dialog.dismiss()
+
+    page.on("dialog", answer)
+    row.locator("button[type=submit]").click()
+    assert row.get_attribute("class") != "withdrawn" and len(asked) == 1
+    assert live.city.names[person] in asked[0]
+    row.locator("button[type=submit]").click()
+    page.wait_for_selector("#excuse-table tr.withdrawn")
+    assert "dibatalkan" in page.locator("#excuse-table").inner_text()
+    assert page.locator("#excuse-table tr.withdrawn button").count() == 0
+
+
 def test_language_switch(browser_page: Any, live: Live) -> None:
     page = browser_page
     page.goto(live("/dashboard/login"))

@@ -52,7 +52,7 @@ def web_rules(app):
 
 
 def url_for_rule(rule):
-    values = {"site": "OPD1", "day": DAY}
+    values = {"site": "OPD1", "day": DAY, "excuse_id": "ex-1"}
     return re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: values[m.group(1)], rule.rule)
 
 
@@ -61,7 +61,9 @@ def test_every_page_needs_a_login(app, client, two_sites):
     rules = web_rules(app)
     assert {r.endpoint for r in rules} >= {"web.attendance", "web.fleet_page", "web.recap",
                                            "web.recap_download", "web.anomaly_list",
-                                           "web.chart_page", "web.site_day", "web.logout"}
+                                           "web.chart_page", "web.site_day", "web.logout",
+                                           "web.excuse_list", "web.excuse_add",
+                                           "web.excuse_withdraw"}
     token = csrf_token(client)  # a valid token of an anonymous session
     for rule in rules:
         url = url_for_rule(rule)
@@ -136,14 +138,17 @@ def post_routes(app):
 
 
 def test_every_form_post_needs_the_csrf_token(app, client, engine, two_sites):
-    assert sorted(post_routes(app)) == [f"{PREFIX}/account", f"{PREFIX}/login",
+    assert sorted(post_routes(app)) == [f"{PREFIX}/account", f"{PREFIX}/excuses",
+                                        f"{PREFIX}/excuses/ex-1/withdraw", f"{PREFIX}/login",
                                         f"{PREFIX}/logout"]
     logged_in(client, "op1")
     before = engine.connect().execute(sa.select(web_users).order_by(web_users.c.id)).all()
     for url in post_routes(app):
         for token in (None, "forged", csrf_token(client, PREFIX + "/account") + "x"):
             data = {"username": "op1", "password": PASSWORD, "current": PASSWORD,
-                    "new": "another-password-1", "repeat": "another-password-1"}
+                    "new": "another-password-1", "repeat": "another-password-1",
+                    "site": "OPD1", "person_id": "P1", "kind": "sakit",
+                    "date_from": DAY, "date_to": DAY}
             if token is not None:
                 data["csrf_token"] = token
             reply = client.post(url, data=data)
@@ -151,6 +156,7 @@ def test_every_form_post_needs_the_csrf_token(app, client, engine, two_sites):
             assert "Formulir sudah kedaluwarsa" in reply.get_data(as_text=True)
     with engine.connect() as conn:
         assert conn.execute(sa.select(web_users).order_by(web_users.c.id)).all() == before
+        assert conn.execute(sa.text("SELECT count(*) FROM excuses")).scalar() == 0
     # Still logged in (the logout without a token did nothing); the password is the old one.
     assert client.get(PREFIX + "/fleet").status_code == 200
 
