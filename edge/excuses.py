@@ -188,26 +188,25 @@ def waiting_count(db: sqlite_utils.Database) -> int:
 def mark_excuses_sent(db: sqlite_utils.Database, excuse_ids: list[str],
                       when: datetime | None = None) -> int:
     """Note that the server has these excuses; returns how many were newly marked."""
-    if not excuse_ids:
-        return 0
-    stamp = (when or datetime.now(timezone.utc)).isoformat(timespec="seconds")
-    with immediate(db) as conn:
-        return sum(conn.execute(
-            "UPDATE excuses SET sent_at = ? WHERE excuse_id = ? AND sent_at IS NULL",
-            [stamp, excuse_id]).rowcount for excuse_id in excuse_ids)
+    return _mark_sent(db, "sent_at", "", excuse_ids, when)
 
 
 def mark_withdrawals_sent(db: sqlite_utils.Database, excuse_ids: list[str],
                           when: datetime | None = None) -> int:
     """Note that the server has these withdrawals; returns how many were newly marked."""
+    return _mark_sent(db, "withdrawal_sent_at", "AND withdrawn_at IS NOT NULL ", excuse_ids,
+                      when)
+
+
+def _mark_sent(db: sqlite_utils.Database, column: str, condition: str, excuse_ids: list[str],
+               when: datetime | None) -> int:
     if not excuse_ids:
         return 0
     stamp = (when or datetime.now(timezone.utc)).isoformat(timespec="seconds")
     with immediate(db) as conn:
         return sum(conn.execute(
-            "UPDATE excuses SET withdrawal_sent_at = ? WHERE excuse_id = ? "
-            "AND withdrawn_at IS NOT NULL AND withdrawal_sent_at IS NULL",
-            [stamp, excuse_id]).rowcount for excuse_id in excuse_ids)
+            f"UPDATE excuses SET {column} = ? WHERE excuse_id = ? {condition}"
+            f"AND {column} IS NULL", [stamp, excuse_id]).rowcount for excuse_id in excuse_ids)
 
 
 def days_of(first: date, last: date) -> list[date]:

@@ -499,51 +499,45 @@ class SyncWorker:
 
     def excuses_once(self, report: SyncReport) -> None:
         """Send every unsent excuse; each is marked sent once the reply names it."""
-        while self._offered("excuses") and not self._stop.is_set():
-            batch = self.outbox.call(excuses.unsent_excuses, self.batch_size)
-            if not batch:
-                return
-            try:
-                reply = self.client.push_excuses([e.payload() for e in batch])
-            except Rejected as exc:
-                self._note(report, "excuses", exc)
-                return
-            sent = {e.excuse_id for e in batch}
-            results = reply.get("results")
-            if not isinstance(results, list):
-                raise SyncError("reply to POST /excuses has no results list")
-            named = [r["excuse_id"] for r in results if isinstance(r, dict)
-                     and r.get("excuse_id") in sent and r.get("status") in ("accepted",
-                                                                              "duplicate")]
-            report.excuses_sent += self.outbox.call(excuses.mark_excuses_sent, named)
-            self._note_server_time(reply, report)
-            if len(set(named)) < len(batch):
-                raise SyncError(f"server acknowledged {len(set(named))} of {len(batch)} excuses")
+        self._send_excuses(report, "excuses", excuses.unsent_excuses, self.client.push_excuses,
+                           excuses.mark_excuses_sent, ("accepted", "duplicate"),
+                           "POST /excuses")
 
     def withdrawals_once(self, report: SyncReport) -> None:
         """Send every unsent withdrawal of an excuse; each is marked sent once the reply
         names it (``withdrawn``, or ``duplicate``: it was withdrawn already)."""
-        while self._offered("withdrawals") and not self._stop.is_set():
-            batch = self.outbox.call(excuses.unsent_withdrawals, self.batch_size)
+        self._send_excuses(report, "withdrawals", excuses.unsent_withdrawals,
+                           self.client.push_withdrawals, excuses.mark_withdrawals_sent,
+                           ("withdrawn", "duplicate"), "POST /excuses/withdraw")
+
+    def _send_excuses(self, report: SyncReport, what: str,
+                      unsent: Callable[..., list[excuses.Excuse]],
+                      push: Callable[[list[dict[str, Any]]], dict[str, Any]],
+                      mark: Callable[..., int], statuses: tuple[str, ...], call: str) -> None:
+        """Batches of ``unsent`` excuses (or withdrawals) through ``push``; those the reply
+        names with one of ``statuses`` are marked with ``mark`` and counted in the report's
+        ``<what>_sent``."""
+        counter = f"{what}_sent"
+        while self._offered(what) and not self._stop.is_set():
+            batch = self.outbox.call(unsent, self.batch_size)
             if not batch:
                 return
             try:
-                reply = self.client.push_withdrawals([e.payload() for e in batch])
+                reply = push([e.payload() for e in batch])
             except Rejected as exc:
-                self._note(report, "withdrawals", exc)
+                self._note(report, what, exc)
                 return
             sent = {e.excuse_id for e in batch}
             results = reply.get("results")
             if not isinstance(results, list):
-                raise SyncError("reply to POST /excuses/withdraw has no results list")
+                raise SyncError(f"reply to {call} has no results list")
             named = [r["excuse_id"] for r in results if isinstance(r, dict)
-                     and r.get("excuse_id") in sent and r.get("status") in ("withdrawn",
-                                                                              "duplicate")]
-            report.withdrawals_sent += self.outbox.call(excuses.mark_withdrawals_sent, named)
+                     and r.get("excuse_id") in sent and r.get("status") in statuses]
+            setattr(report, counter, getattr(report, counter) + self.outbox.call(mark, named))
             self._note_server_time(reply, report)
             if len(set(named)) < len(batch):
                 raise SyncError(f"server acknowledged {len(set(named))} of {len(batch)} "
-                                "withdrawals")
+                                f"{what}")
 
     def card_requests_once(self, report: SyncReport) -> None:
         """Send every unsent card request; each is marked sent with the server's answer."""

@@ -70,6 +70,23 @@ def _body(schema: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
 
 
+def _excuse_results(statuses: list[str], note: str = "") -> dict[str, Any]:
+    """The reply of POST /excuses and of POST /excuses/withdraw: a status per excuse."""
+    status: dict[str, Any] = {"type": "string", "enum": statuses}
+    if note:
+        status["description"] = note
+    return {
+        "type": "object",
+        "required": ["results", "server_time"],
+        "properties": {
+            "results": {"type": "array", "items": {
+                "type": "object", "required": ["excuse_id", "status"],
+                "properties": {"excuse_id": {"type": "string"}, "status": status}}},
+            "server_time": _SERVER_TIME,
+        },
+    }
+
+
 _ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": ID_PATTERN}
 _DATE_TIME = {"type": "string", "format": "date-time", "maxLength": 40}
 _INT64_POS = {"type": "integer", "minimum": 1, "maximum": MAX_INT64}
@@ -429,18 +446,7 @@ SCHEMAS: dict[str, Any] = {
                         "items": _ref("Excuse")},
         },
     },
-    "ExcuseReply": {
-        "type": "object",
-        "required": ["results", "server_time"],
-        "properties": {
-            "results": {"type": "array", "items": {
-                "type": "object", "required": ["excuse_id", "status"],
-                "properties": {"excuse_id": {"type": "string"},
-                               "status": {"type": "string",
-                                          "enum": ["accepted", "duplicate"]}}}},
-            "server_time": _SERVER_TIME,
-        },
-    },
+    "ExcuseReply": _excuse_results(["accepted", "duplicate"]),
     "WithdrawalBatch": {
         "type": "object",
         "required": ["withdrawals"],
@@ -450,19 +456,8 @@ SCHEMAS: dict[str, Any] = {
                             "description": "The excuses to withdraw, as they were pushed."},
         },
     },
-    "WithdrawalReply": {
-        "type": "object",
-        "required": ["results", "server_time"],
-        "properties": {
-            "results": {"type": "array", "items": {
-                "type": "object", "required": ["excuse_id", "status"],
-                "properties": {"excuse_id": {"type": "string"},
-                               "status": {"type": "string", "enum": ["withdrawn", "duplicate"],
-                                          "description": "duplicate: it was withdrawn "
-                                                         "already."}}}},
-            "server_time": _SERVER_TIME,
-        },
-    },
+    "WithdrawalReply": _excuse_results(["withdrawn", "duplicate"],
+                                       "duplicate: it was withdrawn already."),
     "Health": {
         "type": "object",
         "required": ["status", "database"],

@@ -29,24 +29,26 @@ from server.excuses import Source, check_people_of_site, store_excuses, withdraw
 bp = Blueprint("excuses", __name__)
 
 
-@bp.post("/excuses")
-def push_excuses() -> Any:
+def _sender(batch_key: str) -> tuple[Source, dict[str, Any], str | None]:
+    """Who sends (an API key or a device token), the checked body, and the site whose people
+    an operator key is limited to (None: no such limit)."""
     token = bearer_token()
     if token is not None and is_api_key(token):
         key = authenticate_key(token)
-        body = request_body(batch_key="excuses")
-        source = Source(site_code=key.site_code if not key.is_diskominfo else None,
-                        operator=key.label)
-        with engine().begin() as conn:
-            if not key.is_diskominfo:
-                assert key.site_code is not None
-                check_people_of_site(conn, body["excuses"], key.site_code)
-            results = store_excuses(conn, body["excuses"], source, utcnow())
-        return reply({"results": results})
+        body = request_body(batch_key=batch_key)
+        site = None if key.is_diskominfo else key.site_code
+        return Source(site_code=site, operator=key.label), body, site
     device = authenticate()
-    body = request_body(batch_key="excuses")
-    source = Source(site_code=device["site_code"], device_id=device["device_id"])
+    body = request_body(batch_key=batch_key)
+    return Source(site_code=device["site_code"], device_id=device["device_id"]), body, None
+
+
+@bp.post("/excuses")
+def push_excuses() -> Any:
+    source, body, limited_to = _sender("excuses")
     with engine().begin() as conn:
+        if limited_to is not None:
+            check_people_of_site(conn, body["excuses"], limited_to)
         results = store_excuses(conn, body["excuses"], source, utcnow())
     return reply({"results": results})
 
@@ -54,28 +56,15 @@ def push_excuses() -> Any:
 @bp.post("/excuses/withdraw")
 def withdraw() -> Any:
     """Withdraw excuses: a device or an operator key those of its site, diskominfo any."""
-    token = bearer_token()
-    if token is not None and is_api_key(token):
-        key = authenticate_key(token)
-        body = request_body(batch_key="withdrawals")
-        source = Source(site_code=key.site_code if not key.is_diskominfo else None,
-                        operator=key.label)
-        with engine().begin() as conn:
-            check = None
-            if not key.is_diskominfo:
-                site_code = key.site_code
-                assert site_code is not None
-
-                def check(new: list[int]) -> None:
-                    check_people_of_site(conn, body["withdrawals"], site_code,
-                                          batch="withdrawals", only=set(new),
-                                          nothing="nothing withdrawn")
-            results = withdraw_excuses(conn, body["withdrawals"], source, utcnow(),
-                                       check_new=check)
-        return reply({"results": results})
-    device = authenticate()
-    body = request_body(batch_key="withdrawals")
-    source = Source(site_code=device["site_code"], device_id=device["device_id"])
+    source, body, limited_to = _sender("withdrawals")
+    items = body["withdrawals"]
     with engine().begin() as conn:
-        results = withdraw_excuses(conn, body["withdrawals"], source, utcnow())
+        check = None
+        if limited_to is not None:
+            site_code = limited_to
+
+            def check(new: list[int]) -> None:
+                check_people_of_site(conn, items, site_code, batch="withdrawals",
+                                     only=set(new), nothing="nothing withdrawn")
+        results = withdraw_excuses(conn, items, source, utcnow(), check_new=check)
     return reply({"results": results})

@@ -12,7 +12,7 @@ import pytest
 
 from edge import operators
 from edge.config import EdgeConfig, load_config
-from edge.outbox import open_database
+from edge.outbox import Outbox, open_database
 from edge.rules import RosterEntry
 
 PASSWORD = "Rahasia-Sekolah-2026"
@@ -103,3 +103,12 @@ def logged_in(client: Any) -> Any:
     reply = login(client)
     assert reply.status_code == 302, reply.get_data(as_text=True)
     return client
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Any:
+    """An edge database with the roster above (the stores' tests)."""
+    box = Outbox(tmp_path / "edge.db")
+    box.replace_roster(ROSTER)
+    yield box
+    box.close()

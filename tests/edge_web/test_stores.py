@@ -18,14 +18,6 @@ from tests.edge_web.conftest import ROSTER
 DAY = date(2026, 11, 20)  # a Friday
 
 
-@pytest.fixture
-def outbox(tmp_path):
-    box = Outbox(tmp_path / "edge.db")
-    box.replace_roster(ROSTER)
-    yield box
-    box.close()
-
-
 def local(day: date, hh: int, mm: int) -> datetime:
     return datetime.combine(day, time(hh, mm)).astimezone()
 

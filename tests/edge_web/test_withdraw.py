@@ -13,19 +13,11 @@ from edge import daily, excuses
 from edge.clock import FixedClock
 from edge.config import WebConfig
 from edge.outbox import Outbox, check_integrity, connect, migrations, open_database
-from tests.edge_web.conftest import ROSTER, csrf_token, login
+from tests.edge_web.conftest import csrf_token, login
 
 DAY = date(2026, 11, 20)  # a Friday
 SITI, BUDI, CITRA = "0051234567", "0051234568", "0051234569"
 NEW_COLUMNS = ("withdrawn_at", "withdrawn_by", "withdrawal_sent_at")
-
-
-@pytest.fixture
-def outbox(tmp_path):
-    box = Outbox(tmp_path / "edge.db")
-    box.replace_roster(ROSTER)
-    yield box
-    box.close()
 
 
 def excuse(db, person_id: str = CITRA, kind: str = "sakit", first: date = DAY,
