@@ -149,13 +149,21 @@ def withdraw_excuses(conn: Connection, items: list[dict[str, Any]], source: Sour
         conn.execute(excuses.update().where(e.excuse_id == sa.bindparam("b_id"))
                      .values(withdrawn_at=withdrawn_at, withdrawn_by=by),
                      [{"b_id": old["excuse_id"]} for old in queued])
+    if unknown:
+        # Stored already withdrawn: a late push of the same excuse is then a duplicate. Should
+        # that push have been stored meanwhile (PostgreSQL: another transaction), it is
+        # withdrawn all the same, and its days are queued below.
+        stmt = insert_for(conn, excuses)
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=[e.excuse_id],
+            set_={"withdrawn_at": stmt.excluded.withdrawn_at,
+                  "withdrawn_by": stmt.excluded.withdrawn_by},
+            where=e.withdrawn_at.is_(None)), list(unknown.values()))
+    if queued or unknown:
         # The days the excuses decided are decided again without them.
         from server.reconcile import queue_excuse_days
 
-        queue_excuse_days(conn, queued, now=withdrawn_at)
-    if unknown:
-        # Stored already withdrawn: a late push of the same excuse is then a duplicate.
-        conn.execute(insert_for(conn, excuses).on_conflict_do_nothing(), list(unknown.values()))
+        queue_excuse_days(conn, queued + list(unknown.values()), now=withdrawn_at)
     return results
 
 

@@ -9,6 +9,7 @@ import pytest
 from server import apikeys
 from server.attendance_rules import RulesConfig
 from server.db import utcnow
+from server.excuses import Source, store_excuses, withdraw_excuses
 from server.openapi import DOCUMENT
 from server.reconcile import reconcile_days, run_queue
 from tests.server.attendance_data import WIB, add_person, attendance, past_workday, queue_rows
@@ -180,3 +181,25 @@ def test_empty_unauthenticated_and_too_many(client, engine, school):
     many = [excuse(f"ex-{i}") for i in range(1001)]
     assert withdraw(client, device.headers, *many).status_code == 413
     assert count(engine, "excuses") == 0
+
+
+# PostgreSQL only: on SQLite the withdrawal's transaction holds the write lock, so no push
+# can be stored between its read and its write.
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_push_stored_meanwhile_is_withdrawn_all_the_same(client, engine, school):
+    device, day = school["device"], past_workday(today())
+    source = Source(site_code=device.site, device_id=device.device_id)
+
+    def push_meanwhile(new):  # runs after the withdrawal read that ex-7 is not stored
+        assert new == [0]
+        with engine.begin() as other:
+            store_excuses(other, [excuse("ex-7")], source, utcnow())
+
+    with engine.begin() as conn:
+        results = withdraw_excuses(conn, [excuse("ex-7")], source, utcnow(),
+                                   check_new=push_meanwhile)
+    assert results == [{"excuse_id": "ex-7", "status": "withdrawn"}]
+    row = stored(engine)["ex-7"]
+    assert row["withdrawn_at"] is not None and row["withdrawn_by"] == device.device_id
+    run_queue(engine, config=CONFIG, now=utcnow())
+    assert attendance(engine, day=day)[("P1", day)]["status"] == "A"
