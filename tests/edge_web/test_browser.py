@@ -187,6 +187,10 @@ def test_mark_a_student_sick_and_see_it_reach_the_server(site, browser_page):
     today = time.strftime("%Y-%m-%d")
     wait_for(lambda: ("0051234568", "sakit", today, today, "demam") in server_excuses(site),
              30, "the excuse on the server")
+    # The server stores it before the edge reads the reply and marks it sent.
+    wait_for(lambda: site.edge_rows("SELECT sent_at FROM excuses WHERE person_id = ? AND "
+                                    "sent_at IS NOT NULL", "0051234568"), 30,
+             "the excuse marked sent on the edge")
     page.reload()
     expect(page.locator("#excuse-list li", has_text="Budi Santoso")).to_contain_text("terkirim")
     page.goto(site.web + "/roster?group=VII-A")
@@ -211,6 +215,9 @@ def test_withdraw_an_excuse_recorded_for_the_wrong_person(site, browser_page):
     on_server = "SELECT withdrawn_at FROM excuses WHERE excuse_id = ?"
     wait_for(lambda: site.server_rows(on_server, excuse_id) == [(None,)], 30,
              "the excuse on the server")
+    wait_for(lambda: site.edge_rows("SELECT sent_at FROM excuses WHERE excuse_id = ? AND "
+                                    "sent_at IS NOT NULL", excuse_id), 30,
+             "the excuse marked sent on the edge")
     page.reload()
     item = page.locator(f"#excuse-list li[data-excuse='{excuse_id}']")
     expect(item).to_contain_text("terkirim")
