@@ -81,6 +81,8 @@ class SyncConfig:
     """A CA bundle for a server certificate from the regency's own CA ("" = system CAs)."""
     offline_after_seconds: float = 3600.0
     """Show the offline signal after this long without reaching the server."""
+    token_max_age_days: float = 90.0
+    """Rotate the device token by itself once it is this old (0 = only by hand)."""
 
 
 @dataclass
@@ -242,6 +244,8 @@ def _validate(cfg: EdgeConfig) -> None:
                 "timeout_seconds", "offline_after_seconds"):
         if getattr(sync, key) <= 0:
             fail("sync", key, "must be more than 0")
+    if sync.token_max_age_days < 0:
+        fail("sync", "token_max_age_days", "must be 0 (never) or more")
     _validate_web(cfg.web, fail)
     if not cfg.device.data_dir:
         fail("device", "data_dir", "must not be empty")

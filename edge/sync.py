@@ -377,7 +377,8 @@ class SyncWorker:
         self._thread: threading.Thread | None = None
         #: Called with the remote settings kept from a roster reply, when they changed.
         self.when_settings: Callable[[dict[str, Any]], None] | None = None
-        #: run first in every round (build_sync_worker: settle the device token, edge.tokens)
+        #: run first in every round (build_sync_worker: settle the device token, and
+        #: rotate it when it is old, edge.tokens)
         self.before_round: Callable[[], Any] | None = None
 
     # -- one exchange of each kind ------------------------------------------------------
@@ -722,5 +723,11 @@ def build_sync_worker(config: Any, outbox: Outbox, clock: Clock, *,
                         health=health, when_offline=when_offline)
     from edge import tokens
 
-    worker.before_round = lambda: tokens.settle(client, config.token_path)
+    rotation = tokens.AutoRotation(client, config.token_path, config.sync.token_max_age_days)
+
+    def before_round() -> None:
+        tokens.settle(client, config.token_path)
+        rotation()
+
+    worker.before_round = before_round
     return worker

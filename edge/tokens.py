@@ -21,6 +21,10 @@ token invalidated) nothing is deleted.
 
 A lock file serialises the service's settling and a rotation started by hand
 (``attendance-edge rotate-token``), so neither drops the other's pending token.
+
+The service also rotates by itself once the token is older than ``[sync]
+token_max_age_days`` (its file's age: :class:`AutoRotation`), so a token
+copied off a device stops working without anyone noticing the copy.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import hashlib
 import logging
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -191,3 +196,46 @@ def rotate(client: "SyncClient", token_path: Path) -> str:
         client.token = fresh
     log.info("device token rotated")
     return str(reply.get("device_id", ""))
+
+
+class AutoRotation:
+    """Rotate the token when its file is older than ``max_age_days`` (0: never); called
+    before every sync round, after :func:`settle`.
+
+    A rotation the server refuses (an older server without ``POST /devices/token``) or
+    that fails is tried again ``retry_seconds`` later, not at every round; a failure
+    leaves no harm (see :func:`rotate`).
+    """
+
+    def __init__(self, client: "SyncClient", token_path: Path, max_age_days: float, *,
+                 retry_seconds: float = 3600.0) -> None:
+        self.client, self.token_path = client, token_path
+        self.max_age = max_age_days * 86400.0
+        self.retry_seconds = retry_seconds
+        self._not_before = 0.0
+
+    def due(self) -> bool:
+        if self.max_age <= 0 or time.monotonic() < self._not_before:
+            return False
+        try:
+            age = time.time() - self.token_path.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        return age >= self.max_age
+
+    def __call__(self) -> bool:
+        """Rotate if due; returns whether the token was rotated."""
+        from edge.sync import SyncError
+
+        if not self.due():
+            return False
+        try:
+            rotate(self.client, self.token_path)
+        except (SyncError, OSError) as exc:  # OSError: the token file could not be written
+            self._not_before = time.monotonic() + self.retry_seconds
+            log.warning("the device token is older than %.0f days but was not rotated (%s); "
+                        "trying again in %.0f min", self.max_age / 86400, exc,
+                        self.retry_seconds / 60)
+            return False
+        log.info("device token rotated: it was older than %.0f days", self.max_age / 86400)
+        return True

@@ -85,6 +85,8 @@ green_pin = 5
     ("[web]\ngrace_minutes = -1\n", {}, r"\[web\] grace_minutes: must be 0 or more"),
     ("[web]\nlogin_rate_limit = \"lots\"\n", {}, r"\[web\] login_rate_limit: must be like"),
     ("", {"ATTENDANCE_WEB_ENABLED": "kadang"}, r"ATTENDANCE_WEB_ENABLED: expected true or false"),
+    ("[sync]\ntoken_max_age_days = -1\n", {},
+     r"\[sync\] token_max_age_days: must be 0 \(never\) or more"),
 ])
 def test_bad_config_names_the_key(tmp_path, text, env, message):
     path = write(tmp_path, text)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,59 @@ def test_settle_is_skipped_while_a_rotation_holds_the_lock(tmp_path):
     with tokens.token_lock(token_file):
         assert tokens.settle(client, token_file) == tokens.BUSY
     assert client.token == "t" * 43 and tokens.pending_path(token_file).exists()
+
+
+def age(path: Path, days: float) -> None:
+    """Make ``path`` look ``days`` old (its modification time)."""
+    then = time.time() - days * 86400
+    os.utime(path, (then, then))
+
+
+@pytest.mark.parametrize("max_age, file_age, rotated", [
+    (None, 91, True),    # the default: 90 days
+    (None, 89, False),
+    (30, 31, True),
+    (0, 1000, False),    # 0: only by hand
+])
+def test_the_service_rotates_an_old_token_by_itself(tmp_path, server, max_age, file_age,
+                                                     rotated):
+    extra = "" if max_age is None else f"token_max_age_days = {max_age}\n"
+    config = sync_config(tmp_path, server.url, timeout=3, extra=extra)
+    edge_cmd(config, "enroll", "--server", server.url, "--code", server.claim_code())
+    token_file, pending = files(config)
+    old = token_file.read_text().strip()
+    age(token_file, file_age)
+
+    assert "ERROR" not in edge_cmd(config, "sync").stdout
+
+    now = token_file.read_text().strip()
+    assert (now != old) is rotated and not pending.exists()
+    assert server.heartbeat_status(now) == 200
+    assert server.heartbeat_status(old) == (401 if rotated else 200)
+    if rotated:  # a young token again: the next round leaves it
+        assert time.time() - token_file.stat().st_mtime < 60
+        edge_cmd(config, "sync")
+        assert token_file.read_text().strip() == now
+
+
+def test_an_old_token_the_server_will_not_rotate_is_tried_again_later(tmp_path, server):
+    # The rotation's request is cut before the server hears of it: the round goes on with
+    # the old token, and the next rounds do not try again before retry_seconds (an hour).
+    with FaultProxy(("127.0.0.1", server.port), mode="pass") as proxy:
+        config = enrolled(tmp_path, server, proxy.url)
+        token_file, pending = files(config)
+        old = token_file.read_text().strip()
+        age(token_file, 100)
+        client = SyncClient(proxy.url, token=old, timeout=3)
+        rotation = tokens.AutoRotation(client, token_file, 90, retry_seconds=1)
+        proxy.mode = "drop_before_request"
+        assert rotation() is False
+        assert not rotation.due()  # not again at every round
+        proxy.mode = "pass"
+        tokens.settle(client, token_file)
+    assert token_file.read_text().strip() == old and not pending.exists()
+    assert server.heartbeat_status(old) == 200
+    time.sleep(1.1)
+    rotation.client = SyncClient(server.url, token=old, timeout=3)
+    assert rotation.due() and rotation() is True
+    assert token_file.read_text().strip() != old and server.heartbeat_status(old) == 401
