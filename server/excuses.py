@@ -83,17 +83,30 @@ def store_excuses(conn: Connection, items: list[dict[str, Any]], source: Source,
     return results
 
 
-def _log_differences(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    e = excuses.c
-    fields = ("person_id", "kind", "date_from", "date_to", "note")
-    stored = {r.excuse_id: r for r in conn.execute(
-        sa.select(e.excuse_id, *(getattr(e, f) for f in fields))
-        .where(e.excuse_id.in_([row["excuse_id"] for row in rows])))}
+_CONTENT = ("person_id", "kind", "date_from", "date_to", "note")
+
+
+def _log_differences(conn: Connection, rows: list[dict[str, Any]],
+                     stored: dict[str, Any] | None = None) -> None:
+    """Warn of ``rows`` sent again with other content than the stored excuse (``stored``:
+    those excuses already read, by id; else they are read here)."""
+    if stored is None:
+        e = excuses.c
+        stored = {r.excuse_id: r for r in conn.execute(
+            sa.select(e.excuse_id, *(getattr(e, f) for f in _CONTENT))
+            .where(e.excuse_id.in_([row["excuse_id"] for row in rows])))}
     for row in rows:
         old = stored.get(row["excuse_id"])
-        if old is not None and any(getattr(old, f) != row[f] for f in fields):
+        if old is not None and any(getattr(old, f) != row[f] for f in _CONTENT):
             log.warning("excuse %s sent again with other content; the first one is kept",
                         row["excuse_id"])
+
+
+def _forbidden(details: list[dict[str, str]], nothing: str) -> ApiError:
+    """The 403 naming the first refused item (and how many more), ``details`` for each."""
+    return ApiError(403, "forbidden", f"{details[0]['path']}: {details[0]['message']}"
+                    + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
+                    + f"; {nothing}", details=details[:100])
 
 
 def withdraw_excuses(conn: Connection, items: list[dict[str, Any]], source: Source,
@@ -121,9 +134,7 @@ def withdraw_excuses(conn: Connection, items: list[dict[str, Any]], source: Sour
                    for i, row in enumerate(rows) if row["excuse_id"] in stored
                    and stored[row["excuse_id"]].site_code != source.site_code]
         if details:
-            raise ApiError(403, "forbidden", f"{details[0]['path']}: {details[0]['message']}"
-                           + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
-                           + "; nothing withdrawn", details=details[:100])
+            raise _forbidden(details, "nothing withdrawn")
     new = [i for i, item in enumerate(items) if item["excuse_id"] not in stored]
     if new and check_new is not None:
         check_new(new)
@@ -144,7 +155,7 @@ def withdraw_excuses(conn: Connection, items: list[dict[str, Any]], source: Sour
         else:
             queued.append(old._asdict())
     if stored:
-        _log_differences(conn, [row for row in rows if row["excuse_id"] in stored])
+        _log_differences(conn, [row for row in rows if row["excuse_id"] in stored], stored)
     if queued:
         conn.execute(excuses.update().where(e.excuse_id == sa.bindparam("b_id"))
                      .values(withdrawn_at=withdrawn_at, withdrawn_by=by),
@@ -198,6 +209,4 @@ def check_people_of_site(conn: Connection, items: list[dict[str, Any]], site_cod
         details.append({"path": f"{batch}[{index}].person_id",
                         "message": f"{person} is not a person of site {site_code}"})
     if details:
-        raise ApiError(403, "forbidden", f"{details[0]['path']}: {details[0]['message']}"
-                       + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
-                       + f"; {nothing}", details=details[:100])
+        raise _forbidden(details, nothing)

@@ -22,19 +22,17 @@ from sqlalchemy.engine import Connection
 
 from server import reports
 from server.api import engine
+from server.attendance_rules import EXCUSE_STATUS
 from server.db import reading, utcnow
 from server.errors import ApiError
 from server.excuses import (Source, check_people_of_site, store_excuses,
                             withdraw_excuses)
-from server.schema import excuses, people
+from server.schema import EXCUSE_KINDS, excuses, people
 from server.web import _, bp
 from server.web.auth import current_user, require_site, visible_sites
 from server.web.queries import site_list
-from server.web.views import _month_arg, _today, bad_request
+from server.web.views import _month_arg, _page_arg, _today
 
-KINDS = ("sakit", "izin", "dinas_luar", "cuti")
-#: The day status each kind gives (the badge shown).
-STATUS_OF = {"sakit": "S", "izin": "I", "dinas_luar": "DL", "cuti": "C"}
 PER_PAGE = 100
 MAX_NOTE = 1000
 MAX_DAYS = 366
@@ -82,13 +80,6 @@ def _people_of(conn: Connection, site: str) -> list[dict[str, Any]]:
         .order_by(p.group_name, p.name, p.person_id)).mappings()]
 
 
-def _page_arg() -> int:
-    try:
-        return max(1, min(int(request.args.get("page", "1")), 10**6))
-    except ValueError:
-        raise bad_request(_("error.400")) from None
-
-
 def _render(site: str | None, month: date, form: dict[str, str], errors: dict[str, str],
             status: int = 200) -> Any:
     page = _page_arg()
@@ -102,8 +93,8 @@ def _render(site: str | None, month: date, form: dict[str, str], errors: dict[st
     return render_template(
         "excuses.html", rows=rows, total=total, page=page,
         pages=max(1, math.ceil(total / PER_PAGE)), sites=sites, site=site, month=month,
-        people=choices, kinds=KINDS, status_of=STATUS_OF, form=form, errors=errors,
-        zones={s["code"]: s["timezone"] for s in sites},
+        people=choices, kinds=EXCUSE_KINDS, status_of=EXCUSE_STATUS, form=form,
+        errors=errors, zones={s["code"]: s["timezone"] for s in sites},
         filters=filters, may_withdraw=lambda row: row["withdrawn_at"] is None and (
             user.is_diskominfo or row["site_code"] == user.site_code)), status
 
@@ -112,9 +103,10 @@ def _render(site: str | None, month: date, form: dict[str, str], errors: dict[st
 def excuse_list() -> Any:
     """The month's excuses of the chosen site (an operator: its own), with the form."""
     site = require_site(request.args.get("site") or None)
-    month = _month_arg(_today())
-    today = _today().isoformat()
-    form = {"person_id": "", "kind": "sakit", "date_from": today, "date_to": today, "note": ""}
+    today = _today()
+    month = _month_arg(today)
+    form = {"person_id": "", "kind": "sakit", "date_from": today.isoformat(),
+            "date_to": today.isoformat(), "note": ""}
     return _render(site, month, form, {})
 
 
@@ -130,7 +122,7 @@ def excuse_add() -> Any:
         errors["site"] = _("excuses.pick_site")
     if not form["person_id"]:
         errors["person_id"] = _("excuses.pick_person")
-    if form["kind"] not in KINDS:
+    if form["kind"] not in EXCUSE_KINDS:
         errors["kind"] = _("excuses.pick_kind")
     days = {}
     for field in ("date_from", "date_to"):

@@ -85,6 +85,14 @@ def _kind_arg() -> str | None:
     return kind
 
 
+def _page_arg() -> int:
+    """``?page=`` of a paged list, from 1."""
+    try:
+        return max(1, min(int(request.args.get("page", "1")), 10**6))
+    except ValueError:
+        raise bad_request(_("error.400")) from None
+
+
 def _site_arg() -> str | None:
     return require_site(request.args.get("site") or None)
 
@@ -349,10 +357,7 @@ def anomaly_list() -> Any:
     kind = request.args.get("kind") or None
     if kind is not None and kind not in ANOMALY_KINDS:
         raise bad_request(_("error.400"))
-    try:
-        page = max(1, min(int(request.args.get("page", "1")), 10**6))
-    except ValueError:
-        raise bad_request(_("error.400")) from None
+    page = _page_arg()
     with reading(engine()) as conn:
         sites = site_list(conn, visible_sites())
         rows, total = anomaly_page(conn, visible_sites(), site=site, date_from=first,
